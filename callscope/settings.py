@@ -1,0 +1,264 @@
+"""Settings: one YAML file plus ``CALLSCOPE_*`` environment overrides.
+
+Precedence, highest first: explicit overrides from the command line, environment
+variables (``CALLSCOPE_BUS__KIND=kafka``, nested with ``__``), the YAML file,
+defaults. Every model is frozen and validated; a bad value raises
+:class:`schemas.errors.ConfigError` naming the option's path, before anything
+starts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schemas.envelope import Role
+from schemas.errors import ConfigError
+
+ENV_PREFIX = "CALLSCOPE_"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6]:PORT`` for IPv6). Port 0 asks the OS for one."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"port must be a number, got {port_text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be 0-65535, got {port}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class NodeConfig(_Frozen):
+    """One node of the VoIP cluster as callscope knows it."""
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    role: Role
+    address: str | None = Field(default=None, description="Host or IP the node is reached at (for probes, AMI).")
+
+
+class TopologyConfig(_Frozen):
+    nodes: tuple[NodeConfig, ...] = ()
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique(cls, nodes: tuple[NodeConfig, ...]) -> tuple[NodeConfig, ...]:
+        seen: set[str] = set()
+        for node in nodes:
+            if node.name in seen:
+                raise ValueError(f"duplicate node name {node.name!r}")
+            seen.add(node.name)
+        return nodes
+
+    def role_of(self, name: str, default: Role = "collector") -> Role:
+        for node in self.nodes:
+            if node.name == name:
+                return node.role
+        return default
+
+
+class MemoryBusConfig(_Frozen):
+    partitions: int = Field(default=4, ge=1, le=256)
+    max_bytes_per_partition: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Unconsumed bytes a partition holds before producers wait."
+    )
+
+
+class KafkaConfig(_Frozen):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "callscope"
+    partitions: int = Field(default=12, ge=1, le=10000, description="Partitions per topic when callscope creates it.")
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    linger_ms: int = Field(default=5, ge=0, le=10000)
+    max_batch_bytes: int = Field(default=1024 * 1024, ge=1024)
+    request_timeout_ms: int = Field(default=30000, ge=1000)
+    buffer_max_messages: int = Field(
+        default=100_000, ge=1, description="Messages held while the broker is unreachable before producers wait."
+    )
+    connect_backoff_initial_secs: float = Field(default=0.5, gt=0)
+    connect_backoff_max_secs: float = Field(default=10.0, gt=0)
+    connect_timeout_secs: float = Field(default=0, ge=0, description="0 retries forever.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+
+
+class BusConfig(_Frozen):
+    kind: Literal["memory", "kafka"] = "memory"
+    memory: MemoryBusConfig = MemoryBusConfig()
+    kafka: KafkaConfig = KafkaConfig()
+
+
+class StoreConfig(_Frozen):
+    dsn: str = Field(
+        default="chdb://./data/chdb",
+        description="chdb://DIR for the embedded engine, http(s)://user:pass@host:port/db for a ClickHouse server.",
+    )
+    database: str = Field(default="callscope", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    cluster: str | None = Field(default=None, description="ClickHouse cluster name: ON CLUSTER DDL with Replicated tables.")
+    ttl_days: int = Field(default=30, ge=1, le=3650)
+    batch_max_rows: int = Field(default=50_000, ge=1)
+    batch_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    batch_max_age_secs: float = Field(default=1.0, gt=0, le=300)
+    retry_initial_secs: float = Field(default=0.2, gt=0)
+    retry_max_secs: float = Field(default=10.0, gt=0)
+
+    @field_validator("dsn")
+    @classmethod
+    def _scheme(cls, dsn: str) -> str:
+        if not dsn.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("must start with chdb://, http:// or https://")
+        return dsn
+
+
+class TokenConfig(_Frozen):
+    name: str = Field(min_length=1)
+    token: str = Field(min_length=16, description="Bearer token; at least 16 characters.")
+    scope: Literal["read", "admin"] = "read"
+
+
+class AuthConfig(_Frozen):
+    enabled: bool = True
+    tokens: tuple[TokenConfig, ...] = ()
+
+
+class ApiConfig(_Frozen):
+    listen: str = "127.0.0.1:8080"
+    auth: AuthConfig = AuthConfig()
+    ingest_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Largest accepted ingest request body.")
+    public_url: str | None = Field(default=None, description="Base URL users reach the API at (dashboard links).")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> ApiConfig:
+        host, _ = parse_listen(self.listen)
+        if not self.auth.enabled and not is_loopback(host):
+            raise ValueError("auth.enabled may be false only when api.listen is a loopback address")
+        return self
+
+
+class ProcessorConfig(_Frozen):
+    group_prefix: str = Field(default="callscope", pattern=r"^[A-Za-z0-9_.-]+$")
+    poll_max_records: int = Field(default=5000, ge=1)
+    poll_timeout_ms: int = Field(default=200, ge=1)
+
+
+class LogConfig(_Frozen):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Load it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    node: str = Field(default="local", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="This process's node name.")
+    data_dir: Path = Path("./data")
+    topology: TopologyConfig = TopologyConfig()
+    bus: BusConfig = BusConfig()
+    store: StoreConfig = StoreConfig()
+    api: ApiConfig = ApiConfig()
+    processors: ProcessorConfig = ProcessorConfig()
+    log: LogConfig = LogConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init_settings carries the YAML document merged with CLI overrides.
+        return (env_settings, init_settings)
+
+    @property
+    def role(self) -> Role:
+        return self.topology.role_of(self.node)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("<file>", f"cannot read {path}: {exc.strerror or exc}")]) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError([("<file>", f"{path} is not valid YAML{where}")]) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError([("<file>", f"{path} must hold a mapping at the top level")])
+    return doc
+
+
+def load_settings(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Load and validate the configuration; raise :class:`ConfigError` naming every bad option."""
+    doc: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    if overrides:
+        doc = _deep_merge(doc, overrides)
+    try:
+        return Settings(**doc)
+    except ValidationError as exc:
+        errors: list[tuple[str, str]] = []
+        for err in exc.errors(include_url=False):
+            loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown option"
+            errors.append((loc, msg))
+        raise ConfigError(errors) from None
+
+
+def env_overrides_present() -> list[str]:
+    return sorted(k for k in os.environ if k.startswith(ENV_PREFIX))
