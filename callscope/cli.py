@@ -1,2 +1,257 @@
-def main() -> int:
-    return 0
+"""The ``callscope`` command line.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad configuration or a resource
+that cannot be had at start (data directory in use, port taken).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from callscope import __version__
+from callscope.settings import Settings, load_settings, parse_listen
+from callscope.telemetry import Telemetry, configure_logging
+from schemas.errors import CallscopeError, ConfigError, StartupError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+DESCRIPTION = """\
+callscope: observability for clustered VoIP platforms.
+
+Collectors take HEP, Asterisk AMI, CDR, CEL, queue_log and SIP OPTIONS probes
+from every node; they travel as JSON envelopes on a bus (in-process or Kafka),
+are correlated by processors and stored in ClickHouse (embedded chDB or a
+server); an HTTP API and Grafana dashboards show them.
+"""
+
+EPILOG = """\
+configuration: one YAML file (--config) plus CALLSCOPE_* environment variables,
+nested with "__" (CALLSCOPE_BUS__KIND=kafka, CALLSCOPE_STORE__DSN=http://...).
+Run "callscope config check FILE" to validate a file.
+"""
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", type=Path, help="YAML configuration file")
+    p.add_argument("--data-dir", type=Path, help="data directory (embedded store, API token); default ./data")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callscope",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"callscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the pipeline (embedded by default)",
+        description=(
+            "Run the pipeline. With no config: chDB under ./data, the in-process bus and the API on"
+            " 127.0.0.1:8080. With --role and a config: one part of a distributed deployment"
+            " (Kafka and a ClickHouse server). SIGINT/SIGTERM stop intake, flush, commit and exit 0."
+        ),
+    )
+    _add_config(run)
+    run.add_argument(
+        "--role",
+        choices=("all", "collector", "processor", "api"),
+        default="all",
+        help="what this process runs (default: all, the embedded pipeline)",
+    )
+    run.add_argument("--api-listen", metavar="HOST:PORT", help="API listen address (default 127.0.0.1:8080)")
+
+    mig = sub.add_parser("migrate", help="apply the ClickHouse migrations", description="Apply pending migrations.")
+    _add_config(mig)
+    mig.add_argument(
+        "--print-cluster-ddl",
+        metavar="CLUSTER",
+        help="print the ON CLUSTER / Replicated / Distributed DDL for CLUSTER instead of applying",
+    )
+
+    sch = sub.add_parser("schemas", help="envelope JSON Schema", description="Envelope JSON Schema files.")
+    sch_sub = sch.add_subparsers(dest="schemas_command", metavar="ACTION")
+    exp = sch_sub.add_parser("export", help="write schemas/json/*.schema.json")
+    exp.add_argument("--dir", type=Path, help="output directory (default: the package's schemas/json)")
+    exp.add_argument("--check", action="store_true", help="exit 1 when the files are not current; write nothing")
+
+    cfg = sub.add_parser("config", help="configuration tools", description="Configuration tools.")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION")
+    chk = cfg_sub.add_parser("check", help="validate a config file; print each error with its option path")
+    chk.add_argument("file", type=Path)
+
+    rep = sub.add_parser(
+        "replay",
+        help="push recorded input through the collectors' parsers",
+        description=(
+            "Replay recorded input: into a running instance (--to URL --token TOKEN, through"
+            " POST /api/v1/ingest) or into a one-shot embedded pipeline on --data-dir."
+        ),
+    )
+    _add_config(rep)
+    rep.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    rep.add_argument("--format", help="input format when it cannot be detected (jsonl)")
+    rep.add_argument("--node", help="node name to stamp on events that do not carry one")
+    rep.add_argument("--to", metavar="URL", help="base URL of a running callscope API")
+    rep.add_argument("--token", help="admin API token for --to (or CALLSCOPE_TOKEN)")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
+    overrides: dict[str, Any] = dict(extra or {})
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = str(args.data_dir)
+    if getattr(args, "api_listen", None):
+        overrides.setdefault("api", {})["listen"] = args.api_listen
+    if getattr(args, "node", None):
+        overrides["node"] = args.node
+    return load_settings(getattr(args, "config", None), overrides)
+
+
+def _print_config_errors(exc: ConfigError) -> None:
+    for path, msg in exc.errors:
+        print(f"config error: {path}: {msg}", file=sys.stderr)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.file)
+    except ConfigError as exc:
+        _print_config_errors(exc)
+        return EXIT_CONFIG
+    print(f"{args.file}: ok (node {settings.node}, bus {settings.bus.kind}, store {settings.resolved_store().dsn})")
+    return EXIT_OK
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas import export
+
+    directory = args.dir or export.JSON_DIR
+    if args.check:
+        stale = export.stale_files(directory)
+        for name in stale:
+            print(f"stale: {directory / name}", file=sys.stderr)
+        return EXIT_FAILURE if stale else EXIT_OK
+    for path in export.write(directory):
+        print(path)
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.print_cluster_ddl:
+        from callscope.store.cluster import render_cluster_ddl
+
+        for stmt in render_cluster_ddl(args.print_cluster_ddl, settings.resolved_store()):
+            print(stmt.rstrip().rstrip(";") + ";\n")
+        return EXIT_OK
+    from callscope.store.client import Store
+    from callscope.store.migrations import apply_migrations
+
+    store_config = settings.resolved_store()
+    store = Store.open(store_config)
+    try:
+        applied = apply_migrations(store, store_config)
+    finally:
+        store.close()
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log.level, settings.log.format)
+    telemetry = Telemetry(node=settings.node)
+    from callscope.runtime import Runtime, Started, install_signal_handlers
+
+    runtime = Runtime(settings, telemetry, role=args.role)
+    runtime.open_resources()
+
+    def banner(started: Started) -> None:
+        print(f"callscope {__version__} running (role {args.role}, node {settings.node})", flush=True)
+        print(f"  bus:   {started.bus}", flush=True)
+        if started.store_dsn:
+            print(f"  store: {started.store_dsn}", flush=True)
+        if started.api_url:
+            print(f"  api:   {started.api_url}  (docs {started.api_url}/docs, metrics {started.api_url}/metrics)", flush=True)
+        if started.token_path:
+            state = "created" if started.token_created else "reused"
+            print(f"  token: admin API token {state} in {started.token_path}", flush=True)
+        print("  stop with Ctrl-C", flush=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await runtime.run(stop, on_started=banner)
+
+    try:
+        asyncio.run(main())
+    finally:
+        runtime.close()
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from callscope.replay import replay_embedded, replay_to_api, resolve_formats
+
+    settings = _settings(args)
+    files = resolve_formats(args.files, args.format)
+    show = not args.no_progress and sys.stderr.isatty()
+    if args.to:
+        token = args.token or os.environ.get("CALLSCOPE_TOKEN")
+        if not token:
+            raise ConfigError([("--token", "required with --to (or set CALLSCOPE_TOKEN)")])
+        result = replay_to_api(files, args.to, token, node=settings.node, role=settings.role, show_progress=show)
+    else:
+        configure_logging(settings.log.level, settings.log.format)
+        result = asyncio.run(replay_embedded(files, settings, Telemetry(node=settings.node), show_progress=show))
+    print(f"replayed {result.files} file(s): {result.accepted} accepted, {result.deadlettered} dead-lettered")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {
+        "run": cmd_run,
+        "migrate": cmd_migrate,
+        "replay": cmd_replay,
+    }
+    try:
+        if args.command in handlers:
+            return handlers[args.command](args)
+        if args.command == "schemas" and args.schemas_command == "export":
+            return cmd_schemas(args)
+        if args.command == "config" and args.config_command == "check":
+            return cmd_config_check(args)
+        parser.print_help()
+        return EXIT_CONFIG if args.command else EXIT_OK
+    except ConfigError as exc:
+        _print_config_errors(exc)
+        return EXIT_CONFIG
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except CallscopeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+
+__all__ = ["build_parser", "main", "parse_listen"]

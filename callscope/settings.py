@@ -116,8 +116,11 @@ class BusConfig(_Frozen):
 
 class StoreConfig(_Frozen):
     dsn: str = Field(
-        default="chdb://./data/chdb",
-        description="chdb://DIR for the embedded engine, http(s)://user:pass@host:port/db for a ClickHouse server.",
+        default="",
+        description=(
+            "chdb://DIR for the embedded engine, http(s)://user:pass@host:port for a ClickHouse server;"
+            " empty means chdb://<data_dir>/chdb."
+        ),
     )
     database: str = Field(default="callscope", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     cluster: str | None = Field(default=None, description="ClickHouse cluster name: ON CLUSTER DDL with Replicated tables.")
@@ -131,7 +134,7 @@ class StoreConfig(_Frozen):
     @field_validator("dsn")
     @classmethod
     def _scheme(cls, dsn: str) -> str:
-        if not dsn.startswith(("chdb://", "http://", "https://")):
+        if dsn and not dsn.startswith(("chdb://", "http://", "https://")):
             raise ValueError("must start with chdb://, http:// or https://")
         return dsn
 
@@ -212,6 +215,16 @@ class Settings(BaseSettings):
     @property
     def role(self) -> Role:
         return self.topology.role_of(self.node)
+
+    @property
+    def embedded_store(self) -> bool:
+        return self.resolved_store().dsn.startswith("chdb://")
+
+    def resolved_store(self) -> StoreConfig:
+        """The store config with an empty DSN resolved to ``chdb://<data_dir>/chdb``."""
+        if self.store.dsn:
+            return self.store
+        return self.store.model_copy(update={"dsn": f"chdb://{(self.data_dir / 'chdb').resolve()}"})
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

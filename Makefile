@@ -1,0 +1,53 @@
+# callscope — the two commands of the README are `make run` and `make test`.
+# Everything else here is a convenience a person may also call.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+ARGS   ?=
+
+.PHONY: run test lint typecheck unit kafka bench bench-quick schemas system-deps clean help
+
+help:
+	@echo "make run    - create the virtual environment on first use, install, start the embedded pipeline"
+	@echo "make test   - same environment; install system packages the tests need; lint, typecheck, run every test"
+	@echo "make kafka  - start the test Kafka broker in the foreground (prints KAFKA_BOOTSTRAP)"
+	@echo "make bench  - run the benchmarks under bench/ and print their figures"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/callscope run $(ARGS)
+
+system-deps:
+	@bash tests/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+schemas: $(STAMP)
+	$(BIN)/callscope schemas export
+
+test: $(STAMP) system-deps lint typecheck
+	$(BIN)/python -m pytest $(ARGS)
+
+kafka: $(STAMP) system-deps
+	$(BIN)/python -m tests.kafka.broker
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP) system-deps
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,250 @@
+"""Runtime: builds the bus, the store and the components a role needs, runs them, stops them.
+
+Roles:
+
+- ``all`` (the embedded default): in-process bus unless configured otherwise,
+  store, processors and the API in one process;
+- ``collector``: collectors publishing to the bus (no store);
+- ``processor``: processors reading the bus and writing the store;
+- ``api``: the HTTP API over the store (and ingest onto the bus).
+
+Everything that can fail at start (config, data directory lock, bus connection,
+migrations, listen address) is done before any component starts, so a bad start
+never leaves half a pipeline running. Shutdown order: stop intake (API,
+collectors), let processors flush and commit, close the bus, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import uvicorn
+
+from callscope.bus.base import Bus, Producer
+from callscope.bus.factory import create_bus
+from callscope.settings import Settings, parse_listen
+from callscope.store.client import Store
+from callscope.store.migrations import apply_migrations
+from callscope.telemetry import Telemetry
+from callscope.tokens import ensure_api_token
+from schemas.topics import ALL_TOPICS
+
+RoleName = Literal["all", "collector", "processor", "api"]
+ROLE_NAMES: tuple[RoleName, ...] = ("all", "collector", "processor", "api")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the runtime owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class Started:
+    """What a running pipeline exposes (for the CLI's banner and for tests)."""
+
+    api_url: str | None = None
+    token_path: Path | None = None
+    token_created: bool = False
+    store_dsn: str | None = None
+    bus: str | None = None
+    components: list[str] = field(default_factory=list)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, telemetry: Telemetry, role: RoleName = "all") -> None:
+        self.settings = settings
+        self.telemetry = telemetry
+        self.role = role
+        self.log = telemetry.logger("runtime")
+        self.bus: Bus | None = None
+        self.store: Store | None = None
+        self.started = Started()
+        self.ready = asyncio.Event()
+        self._api_socket: socket.socket | None = None
+        self._producer: Producer | None = None
+
+    @property
+    def wants_store(self) -> bool:
+        return self.role in ("all", "processor", "api")
+
+    @property
+    def wants_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def wants_processors(self) -> bool:
+        return self.role in ("all", "processor")
+
+    def open_resources(self) -> None:
+        """Synchronous start-up checks that must pass before anything runs.
+
+        Raises :class:`schemas.errors.StartupError` (data directory held, port in use)
+        or :class:`schemas.errors.ConfigError`.
+        """
+        if self.wants_api:
+            host, port = parse_listen(self.settings.api.listen)
+            self._api_socket = _bind_tcp(host, port)
+        if self.wants_store:
+            store_config = self.settings.resolved_store()
+            self.store = Store.open(store_config)
+            applied = apply_migrations(self.store, store_config)
+            if applied:
+                self.log.info("migrations applied", migrations=applied)
+            self.started.store_dsn = store_config.dsn
+
+    async def run(self, stop: asyncio.Event, on_started: Callable[[Started], Awaitable[None] | None] | None = None) -> None:
+        """Run until ``stop`` is set. :meth:`open_resources` must have succeeded."""
+        settings = self.settings
+        self.bus = create_bus(settings.bus, self.telemetry)
+        self.started.bus = settings.bus.kind
+        tasks: list[asyncio.Task[Any]] = []
+        server: _Server | None = None
+        processor_stop = asyncio.Event()
+        try:
+            await self.bus.start()
+            await self.bus.ensure_topics(ALL_TOPICS)
+            self._producer = self.bus.producer()
+
+            if self.wants_processors:
+                assert self.store is not None
+                from processors.events.app import EventsProcessor
+
+                proc = EventsProcessor(
+                    settings.processors,
+                    settings.resolved_store(),
+                    self.bus,
+                    self.store,
+                    self.telemetry,
+                    node=settings.node,
+                )
+                tasks.append(asyncio.create_task(proc.run(processor_stop), name=proc.name))
+                self.started.components.append(f"processor:{proc.name}")
+                await _wait_ready(proc.ready, tasks[-1])
+
+            if self.wants_api:
+                server = self._make_server()
+                assert self._api_socket is not None
+                tasks.append(asyncio.create_task(server.serve(sockets=[self._api_socket]), name="api"))
+                while not server.started:
+                    if tasks[-1].done():
+                        tasks[-1].result()
+                    await asyncio.sleep(0.01)
+                self.started.components.append("api")
+
+            self.ready.set()
+            if on_started is not None:
+                result = on_started(self.started)
+                if asyncio.iscoroutine(result):
+                    await result
+
+            stop_task = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stop_task, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            stop_task.cancel()
+            for task in done:
+                if task is not stop_task and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self.log.info("stopping")
+            if server is not None:
+                server.should_exit = True
+            processor_stop.set()
+            if tasks:
+                results = await asyncio.gather(*tasks, return_exceptions=True)
+                for task, res in zip(tasks, results, strict=True):
+                    if isinstance(res, BaseException) and not isinstance(res, asyncio.CancelledError):
+                        self.log.error("component failed", component=task.get_name(), error=repr(res))
+            if self._producer is not None:
+                await self._producer.close()
+            if self.bus is not None:
+                await self.bus.stop()
+            self.close()
+            self.log.info("stopped")
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self._api_socket is not None:
+            self._api_socket.close()
+            self._api_socket = None
+
+    def _make_server(self) -> _Server:
+        from api.app import create_app
+        from api.context import ApiContext
+
+        settings = self.settings
+        tokens = list(settings.api.auth.tokens)
+        if settings.api.auth.enabled and not tokens:
+            token, path, created = ensure_api_token(settings.data_dir)
+            self.started.token_path, self.started.token_created = path, created
+            from callscope.settings import TokenConfig
+
+            tokens.append(TokenConfig(name="generated-admin", token=token, scope="admin"))
+        checks: dict[str, Callable[[], Awaitable[bool]]] = {}
+        if self.bus is not None:
+            checks["bus"] = self.bus.ping
+        store = self.store
+        if store is not None:
+
+            async def store_ok() -> bool:
+                return await asyncio.to_thread(store.ping)
+
+            checks["store"] = store_ok
+        ctx = ApiContext(
+            settings=settings,
+            telemetry=self.telemetry,
+            producer=self._producer,
+            ready_checks=checks,
+            store=store,
+            tokens=tokens,
+        )
+        app = create_app(ctx)
+        assert self._api_socket is not None
+        host, port = self._api_socket.getsockname()[:2]
+        self.started.api_url = f"http://{_url_host(host)}:{port}"
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+        return _Server(config)
+
+
+async def _wait_ready(event: asyncio.Event, task: asyncio.Task[Any]) -> None:
+    waiter = asyncio.create_task(event.wait())
+    await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+    if not waiter.done():
+        waiter.cancel()
+        task.result()  # re-raises the component's start-up error
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    from schemas.errors import StartupError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"api.listen: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)

@@ -1,0 +1,136 @@
+"""I/O shell of the events processor: consume every topic, batch into the store, commit.
+
+Delivery: at-least-once. Offsets are committed only after every sink holding
+rows from those offsets has been flushed (the store acknowledged the insert) and
+the dead letters produced for them are on the bus. Rows carry stable event ids,
+and tables deduplicate on them, so a redelivery after a crash stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from callscope.bus.base import Bus, Consumer, Producer, TopicPartition
+from callscope.settings import ProcessorConfig, StoreConfig
+from callscope.store.client import Store
+from callscope.store.sink import BatchSink
+from callscope.telemetry import Telemetry
+from processors.events.route import Rejected, route
+from schemas.tables import COLUMNS
+from schemas.topics import ALL_TOPICS, DEADLETTER, deadletter_record
+
+NAME = "events"
+
+
+class EventsProcessor:
+    """Stores every envelope in its raw table and every dead letter in ``deadletters``."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        config: ProcessorConfig,
+        store_config: StoreConfig,
+        bus: Bus,
+        store: Store,
+        telemetry: Telemetry,
+        *,
+        node: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._store_config = store_config
+        self._bus = bus
+        self._store = store
+        self._telemetry = telemetry
+        self._node = node
+        self._clock = clock
+        self._log = telemetry.logger(NAME)
+        self._sinks: dict[str, BatchSink] = {}
+        self._offsets: dict[TopicPartition, int] = {}
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self.group = f"{config.group_prefix}.{NAME}"
+        self.ready = asyncio.Event()
+
+    def _sink(self, table: str) -> BatchSink:
+        sink = self._sinks.get(table)
+        if sink is None:
+            sc = self._store_config
+            sink = BatchSink(
+                self._store,
+                table,
+                COLUMNS[table],
+                max_rows=sc.batch_max_rows,
+                max_bytes=sc.batch_max_bytes,
+                max_age_secs=sc.batch_max_age_secs,
+                telemetry=self._telemetry,
+                clock=self._clock,
+                retry_initial_secs=sc.retry_initial_secs,
+                retry_max_secs=sc.retry_max_secs,
+            )
+            self._sinks[table] = sink
+        return sink
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then flush and commit what was read."""
+        self._consumer = await self._bus.consumer(self.group, ALL_TOPICS)
+        self._producer = self._bus.producer()
+        self._telemetry.component_up.labels(NAME).set(1)
+        self.ready.set()
+        self._log.info("processor started", group=self.group, topics=len(ALL_TOPICS))
+        try:
+            while not stop.is_set():
+                records = await self._consumer.getmany(
+                    timeout_ms=self._config.poll_timeout_ms, max_records=self._config.poll_max_records
+                )
+                for rec in records:
+                    await self._handle(rec.topic, rec.value, rec.key)
+                    self._offsets[rec.tp] = rec.offset + 1
+                if records:
+                    self._telemetry.last_event_ts.labels(NAME).set(time.time())
+                if self._offsets and (not records or any(s.due() for s in self._sinks.values())):
+                    await self._flush_and_commit()
+            await self._flush_and_commit()
+        finally:
+            self._telemetry.component_up.labels(NAME).set(0)
+            await self._producer.close()
+            await self._consumer.close()
+            self._log.info("processor stopped", group=self.group)
+
+    async def _handle(self, topic: str, value: bytes, key: bytes | None) -> None:
+        kind = topic.rsplit(".", 1)[-1]
+        self._telemetry.events_received.labels(NAME, kind).inc()
+        out = route(topic, value)
+        if isinstance(out, Rejected):
+            self._telemetry.deadletters.labels(NAME, out.reason).inc()
+            self._log.warning("envelope rejected", topic=topic, reason=out.reason, detail=out.detail[:200])
+            assert self._producer is not None
+            await self._producer.send(
+                DEADLETTER,
+                deadletter_record(
+                    component=NAME, reason=out.reason, detail=out.detail, raw=value, node=self._node, source_topic=topic
+                ),
+                key,
+            )
+            return
+        self._sink(out.table).add(out.values, len(value))
+
+    async def _flush_and_commit(self) -> None:
+        if not self._offsets:
+            return
+        written = 0
+        for sink in self._sinks.values():
+            written += await sink.flush()
+        assert self._producer is not None and self._consumer is not None
+        await self._producer.flush()
+        await self._consumer.commit(dict(self._offsets))
+        if written:
+            self._telemetry.events_sent.labels(NAME, "rows").inc(written)
+        self._offsets.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"group": self.group, "pending": {t: s.pending_rows for t, s in self._sinks.items()}}
