@@ -21,11 +21,15 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from callscope.formats import FORMATS, Format, Item, detect
 from callscope.settings import Settings
 from callscope.telemetry import Telemetry
-from schemas.errors import ConfigError
+from schemas.errors import CallscopeError, ConfigError
 from schemas.topics import DEADLETTER, deadletter_record, topic_for
 
 INGEST_BATCH_LINES = 5000
 INGEST_BATCH_BYTES = 4 * 1024 * 1024
+
+
+class ReplayError(CallscopeError):
+    """The destination refused the replay (bad token, server error)."""
 
 
 @dataclass
@@ -89,9 +93,12 @@ def replay_to_api(
             nonlocal size
             if not batch:
                 return
-            resp = client.post(endpoint, content=b"\n".join(batch) + b"\n", headers=headers)
+            try:
+                resp = client.post(endpoint, content=b"\n".join(batch) + b"\n", headers=headers)
+            except httpx.TransportError as exc:
+                raise ReplayError(f"cannot reach {endpoint}: {exc}") from None
             if resp.status_code != 200:
-                raise RuntimeError(f"ingest refused the batch: HTTP {resp.status_code} {resp.text[:200]}")
+                raise ReplayError(f"ingest refused the batch: HTTP {resp.status_code} {resp.text[:200]}")
             doc = resp.json()
             result.accepted += int(doc.get("accepted", 0))
             result.deadlettered += int(doc.get("deadlettered", 0))

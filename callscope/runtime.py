@@ -206,7 +206,7 @@ class Runtime:
             producer=self._producer,
             ready_checks=checks,
             store=store,
-            tokens=tokens,
+            tokens=tuple(tokens),
         )
         app = create_app(ctx)
         assert self._api_socket is not None

@@ -81,6 +81,12 @@ class Telemetry:
         self.last_event_ts = Gauge(
             "callscope_last_event_timestamp_seconds", "Unix time of the last event a component received.", ["component"], registry=r
         )
+        self.http_requests = Counter(
+            "callscope_http_requests_total",
+            "HTTP requests the API answered, by route template, method and status class.",
+            ["route", "method", "status"],
+            registry=r,
+        )
 
     def logger(self, component: str, **bound: Any) -> Any:
         return get_logger(component, node=self.node, **bound)
