@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 import orjson
@@ -34,6 +35,18 @@ class Running:
     url: str
     data_dir: Path
     stdout_lines: list[str]
+    stderr_path: Path
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
     @property
     def token(self) -> str:
@@ -49,29 +62,29 @@ class Running:
 
 def start(data_dir: Path, *extra: str) -> Running:
     env = dict(os.environ, CALLSCOPE_LOG__LEVEL="warning")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "callscope.cli", "run", "--data-dir", str(data_dir), "--api-listen", "127.0.0.1:0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    stderr_path = data_dir.parent / f"stderr-{time.monotonic_ns()}.log"
+    with stderr_path.open("wb") as err_file:
+        proc = _popen(data_dir, extra, env, err_file)
     assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + 120
     url = None
-    while url is None:
+    while not lines or "stop with Ctrl-C" not in lines[-1]:
         line = proc.stdout.readline()
         if not line:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise AssertionError(f"callscope run exited early ({proc.wait()}): {err[-2000:]}")
+            code = proc.wait()
+            proc.stdout.close()
+            raise AssertionError(f"callscope run exited early ({code}): {stderr_path.read_text()[-2000:]}")
         lines.append(line)
         match = API_LINE.search(line)
         if match:
             url = match.group(1)
         if time.monotonic() > deadline:
             proc.kill()
-            raise AssertionError("no api line within 120 s")
+            raise AssertionError("no banner within 120 s")
+    assert url is not None
+    run = Running(proc, url, data_dir, lines, stderr_path)
     # Readiness is probed over HTTP, not read from the log.
     while True:
         try:
@@ -80,10 +93,20 @@ def start(data_dir: Path, *extra: str) -> Running:
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            proc.kill()
+            run.close()
             raise AssertionError("/healthz never answered")
         time.sleep(0.05)
-    return Running(proc, url, data_dir, lines)
+    return run
+
+
+def _popen(data_dir: Path, extra: tuple[str, ...], env: dict[str, str], err_file: IO[bytes]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "callscope.cli", "run", "--data-dir", str(data_dir), "--api-listen", "127.0.0.1:0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=err_file,
+        text=True,
+        env=env,
+    )
 
 
 @pytest.fixture
@@ -92,9 +115,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
     try:
         yield run
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
+        run.close()
 
 
 def _ndjson(docs: list[dict[str, object]]) -> bytes:
@@ -164,11 +185,11 @@ def test_ingested_events_are_stored_once_and_survive_a_restart(tmp_path: Path) -
             f"{run.url}/api/v1/events", params={"kind": "sip", "key": "call-3@e2e"}, headers=run.headers()
         ).json()
         assert {e["id"] for e in one["events"]} == {f"sip-{i:04d}" for i in range(300) if i % 7 == 3}
+        assert all(e["body"]["raw"].startswith("INVITE sip:bob@") for e in one["events"])
         assert run.stop() == 0
-        assert "Traceback" not in (run.proc.stderr.read() if run.proc.stderr else "")
+        assert "Traceback" not in run.stderr
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        run.close()
     again = start(tmp_path / "data")
     try:
         stats = _wait_count(again, "sip", 300)
@@ -176,8 +197,7 @@ def test_ingested_events_are_stored_once_and_survive_a_restart(tmp_path: Path) -
         assert "token: admin API token reused in" in "".join(again.stdout_lines)
         assert again.stop(signal.SIGINT) == 0
     finally:
-        if again.proc.poll() is None:
-            again.proc.kill()
+        again.close()
 
 
 def test_events_buffered_at_shutdown_are_flushed(tmp_path: Path) -> None:
@@ -195,16 +215,14 @@ def test_events_buffered_at_shutdown_are_flushed(tmp_path: Path) -> None:
         assert resp.json()["accepted"] == 50
         assert run.stop() == 0
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        run.close()
     again = start(tmp_path / "data")
     try:
         stats = _wait_count(again, "cdr", 50)
         assert stats["tables"]["cdr"]["events"] == 50  # type: ignore[index]
         again.stop()
     finally:
-        if again.proc.poll() is None:
-            again.proc.kill()
+        again.close()
 
 
 def test_second_process_on_the_same_data_dir_exits_2(running: Running) -> None:
@@ -258,8 +276,7 @@ def test_replay_into_embedded_pipeline_then_serve_it(tmp_path: Path) -> None:
         assert stats["deadletters"] == 1
         run.stop()
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        run.close()
 
 
 def test_replay_to_a_running_instance(running: Running, tmp_path: Path) -> None:

@@ -85,8 +85,10 @@ async def list_events(
     if until is not None:
         where.append("ts < {until:DateTime64(6, 'UTC')}")
         params["until"] = until
+    # sip_messages keeps the SIP text in its own compressed column, not in body.
+    extra = ", raw" if kind == "sip" else ""
     sql = (
-        f"SELECT id, node, role, ts, received, key, body FROM {TABLES[kind]} FINAL "  # noqa: S608 - table from a fixed map
+        f"SELECT id, node, role, ts, received, key, body{extra} FROM {TABLES[kind]} FINAL "  # noqa: S608 - table from a fixed map
         f"WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT {{limit:UInt32}}"
     )
     rows = await asyncio.to_thread(_store(request).query, sql, params)
@@ -99,11 +101,18 @@ async def list_events(
             ts=r["ts"],
             received=r["received"],
             key=r["key"],
-            body=orjson.loads(r["body"]),
+            body=_body(r),
         )
         for r in rows
     ]
     return EventPage(kind=kind, count=len(events), events=events)
+
+
+def _body(row: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(row["body"])
+    if "raw" in row:
+        body["raw"] = row["raw"]
+    return body
 
 
 @router.get("/events/stats", response_model=EventStats, summary="Stored events per kind and dead letters")

@@ -1,0 +1,334 @@
+"""Envelope -> raw table row: one raw table per kind, so every event is queryable before correlation.
+
+The DDL is in ``schemas/migrations/``; this module is the matching column list
+and the conversion, kept on the hot path (no pydantic dumps where avoidable).
+
+Every raw table starts with the envelope's columns :data:`COMMON`: ``id``,
+``node``, ``role``, ``ts``, ``received``, ``key`` and ``body`` (the body as
+JSON, so nothing is lost), followed by typed columns for the main queries of
+that kind. One exception to "body is the whole body": ``sip_messages.body``
+leaves out ``raw``, which has its own compressed column, so the SIP text is not
+stored twice.
+
+Values are in :data:`COLUMNS` order, ready for a column-oriented or row insert:
+timestamps are integer microseconds since the epoch (DateTime64(6) ticks),
+absent strings are ``""`` and absent numbers ``0`` (``options_probes.rtt_ms``
+is the one Nullable column: no answer is not a zero round trip).
+
+Use :func:`row_from_dict` on the decoded JSON envelope from the bus (fastest),
+or :func:`row_for` on a validated envelope model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+TABLES: dict[str, str] = {
+    "sip": "sip_messages",
+    "rtcp": "rtcp",
+    "ami": "ami_events",
+    "cdr": "cdr",
+    "cel": "cel",
+    "queue_log": "queue_log",
+    "options": "options_probes",
+    "log": "logs",
+}
+DEADLETTERS = "deadletters"
+
+COMMON: tuple[str, ...] = ("id", "node", "role", "ts", "received", "key", "body")
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "sip_messages": (
+        *COMMON,
+        "call_id",
+        "is_request",
+        "method",
+        "status",
+        "reason",
+        "cseq",
+        "from_user",
+        "to_user",
+        "from_tag",
+        "to_tag",
+        "src_ip",
+        "src_port",
+        "dst_ip",
+        "dst_port",
+        "transport",
+        "correlation_id",
+        "capture_id",
+        "user_agent",
+        "raw",
+    ),
+    "rtcp": (*COMMON, "correlation_id", "src_ip", "src_port", "dst_ip", "dst_port"),
+    "ami_events": (*COMMON, "event", "linkedid", "uniqueid", "channel"),
+    "cdr": (*COMMON, "uniqueid", "linkedid", "src", "dst", "disposition", "duration", "billsec", "start"),
+    "cel": (*COMMON, "eventtype", "uniqueid", "linkedid", "channame"),
+    "queue_log": (*COMMON, "callid", "queue", "agent", "event", "data1", "data2", "data3", "data4", "data5"),
+    "options_probes": (*COMMON, "target", "target_kind", "transport", "passive", "status", "rtt_ms", "error"),
+    "logs": (*COMMON, "level", "message", "correlation_id", "call_id"),
+    DEADLETTERS: ("id", "component", "reason", "detail", "node", "source_topic", "received", "raw"),
+}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+Row = tuple[Any, ...]
+
+
+# Epoch seconds of "YYYY-MM-DDTHH:MM" prefixes seen recently: events arrive in time order, so
+# a handful of minutes covers a batch. Bounded; cleared when full.
+_MINUTES: dict[str, int] = {}
+_MINUTES_MAX = 4096
+
+
+def micros(value: Any) -> int:
+    """Microseconds since the epoch of an ISO-8601 string, a datetime (naive = UTC) or an int.
+
+    The envelope's own format (``2024-03-01T10:00:00.000001Z``) takes a fast path.
+    """
+    if isinstance(value, str):
+        if len(value) == 27 and value[26] == "Z" and value[19] == "." and value[16] == ":":
+            minute = _MINUTES.get(value[:16])
+            if minute is None:
+                minute = _minute_seconds(value[:16])
+            sec, frac = value[17:19], value[20:26]
+            if sec.isdigit() and frac.isdigit():
+                return (minute + int(sec)) * 1_000_000 + int(frac)
+        value = datetime.fromisoformat(value)
+    elif isinstance(value, int):
+        return value
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a timestamp, got {type(value).__name__}")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    ticks: int = (value - _EPOCH) // _US
+    return ticks
+
+
+def _minute_seconds(prefix: str) -> int:
+    seconds = int((datetime.fromisoformat(prefix).replace(tzinfo=UTC) - _EPOCH).total_seconds())
+    if len(_MINUTES) >= _MINUTES_MAX:
+        _MINUTES.clear()
+    _MINUTES[prefix] = seconds
+    return seconds
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _s(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _field(fields: Mapping[str, Any], name: str) -> str:
+    """An AMI-style field by name; exact spelling first, then case-insensitively (Asterisk versions differ)."""
+    value = fields.get(name)
+    if value is None:
+        lower = name.lower()
+        for key, candidate in fields.items():
+            if key.lower() == lower:
+                value = candidate
+                break
+    return _s(value)
+
+
+# -- typed columns per kind, from the body as a dict ---------------------------------------------
+
+
+def _sip(body: Mapping[str, Any]) -> Row:
+    src = body.get("src") or {}
+    dst = body.get("dst") or {}
+    return (
+        body.get("call_id") or "",
+        bool(body.get("is_request")),
+        body.get("method") or "",
+        body.get("status") or 0,
+        body.get("reason") or "",
+        body.get("cseq") or 0,
+        body.get("from_user") or "",
+        body.get("to_user") or "",
+        body.get("from_tag") or "",
+        body.get("to_tag") or "",
+        src.get("ip") or "",
+        src.get("port") or 0,
+        dst.get("ip") or "",
+        dst.get("port") or 0,
+        body.get("transport") or "udp",
+        body.get("correlation_id") or "",
+        body.get("capture_id") or 0,
+        body.get("user_agent") or "",
+        body.get("raw") or "",
+    )
+
+
+def _rtcp(body: Mapping[str, Any]) -> Row:
+    src = body.get("src") or {}
+    dst = body.get("dst") or {}
+    return (
+        body.get("correlation_id") or "",
+        src.get("ip") or "",
+        src.get("port") or 0,
+        dst.get("ip") or "",
+        dst.get("port") or 0,
+    )
+
+
+def _ami(body: Mapping[str, Any]) -> Row:
+    fields = body.get("fields") or {}
+    return (body.get("event") or "", _field(fields, "Linkedid"), _field(fields, "Uniqueid"), _field(fields, "Channel"))
+
+
+def _cdr(body: Mapping[str, Any]) -> Row:
+    return (
+        body.get("uniqueid") or "",
+        body.get("linkedid") or "",
+        body.get("src") or "",
+        body.get("dst") or "",
+        body.get("disposition") or "",
+        body.get("duration") or 0,
+        body.get("billsec") or 0,
+        body.get("start") or "",
+    )
+
+
+def _cel(body: Mapping[str, Any]) -> Row:
+    return (
+        body.get("eventtype") or "",
+        body.get("uniqueid") or "",
+        body.get("linkedid") or "",
+        body.get("channame") or "",
+    )
+
+
+def _queue_log(body: Mapping[str, Any]) -> Row:
+    data = [_s(d) for d in (body.get("data") or ())[:5]]
+    data.extend([""] * (5 - len(data)))
+    return (body.get("callid") or "", body.get("queue") or "", body.get("agent") or "", body.get("event") or "", *data)
+
+
+def _options(body: Mapping[str, Any]) -> Row:
+    rtt = body.get("rtt_ms")
+    return (
+        body.get("target") or "",
+        body.get("target_kind") or "trunk",
+        body.get("transport") or "udp",
+        bool(body.get("passive")),
+        body.get("status") or 0,
+        None if rtt is None else float(rtt),
+        body.get("error") or "",
+    )
+
+
+def _log(body: Mapping[str, Any]) -> Row:
+    return (
+        body.get("level") or "",
+        body.get("message") or "",
+        body.get("correlation_id") or "",
+        body.get("call_id") or "",
+    )
+
+
+_TYPED: dict[str, Callable[[Mapping[str, Any]], Row]] = {
+    "sip": _sip,
+    "rtcp": _rtcp,
+    "ami": _ami,
+    "cdr": _cdr,
+    "cel": _cel,
+    "queue_log": _queue_log,
+    "options": _options,
+    "log": _log,
+}
+
+
+def _body_json(kind: str, body: Mapping[str, Any]) -> str:
+    if kind == "sip" and "raw" in body:
+        return _json({k: v for k, v in body.items() if k != "raw"})
+    return _json(body)
+
+
+def row_from_dict(kind: str, data: Mapping[str, Any]) -> tuple[str, Row]:
+    """Table and row of a decoded JSON envelope (as :func:`schemas.envelope.encode` wrote it).
+
+    Expects a validated envelope's fields; raises KeyError/TypeError/ValueError otherwise.
+    """
+    body = data["body"]
+    return TABLES[kind], (
+        data["id"],
+        data["node"],
+        data["role"],
+        micros(data["ts"]),
+        micros(data["received"]),
+        data.get("key") or "",
+        _body_json(kind, body),
+        *_TYPED[kind](body),
+    )
+
+
+def row_for(env: BaseModel) -> tuple[str, Row]:
+    """Table and row of an envelope model (any of :mod:`schemas.envelope`'s)."""
+    e: Any = env
+    kind: str = e.kind
+    body: BaseModel = e.body
+    body_dict = body.__dict__  # field values without a dump; nested models are read as attributes
+    typed = _TYPED[kind](_AttrView(body_dict))
+    body_json = body.model_dump_json(exclude={"raw"}) if kind == "sip" else body.model_dump_json()
+    return TABLES[kind], (e.id, e.node, e.role, micros(e.ts), micros(e.received), e.key, body_json, *typed)
+
+
+class _AttrView(Mapping[str, Any]):
+    """A read-only mapping over a model's field values that turns nested models into views too."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._data[key]
+        if isinstance(value, BaseModel):
+            return _AttrView(value.__dict__)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def deadletter_row(
+    *,
+    component: str,
+    reason: str,
+    detail: str,
+    node: str,
+    raw: bytes,
+    received: datetime | str | int,
+    source_topic: str | None = None,
+) -> tuple[str, Row]:
+    """Table and row of a dead letter: why it failed and the original bytes.
+
+    The id is a hash of the record (component, reason, node, received, raw), so
+    a replayed dead letter collapses like any event.
+    """
+    ticks = micros(received)
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (component, reason, node, str(ticks)):
+        digest.update(part.encode())
+        digest.update(b"\x00")
+    digest.update(raw)
+    return DEADLETTERS, (digest.hexdigest(), component, reason, detail, node, source_topic or "", ticks, raw)
