@@ -184,7 +184,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if started.store_dsn:
             print(f"  store: {started.store_dsn}", flush=True)
         if started.api_url:
-            print(f"  api:   {started.api_url}  (docs {started.api_url}/docs, metrics {started.api_url}/metrics)", flush=True)
+            print(
+                f"  api:   {started.api_url}  (docs {started.api_url}/docs, metrics {started.api_url}/metrics)",
+                flush=True,
+            )
         if started.token_path:
             state = "created" if started.token_created else "reused"
             print(f"  token: admin API token {state} in {started.token_path}", flush=True)

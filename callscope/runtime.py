@@ -102,7 +102,9 @@ class Runtime:
                 self.log.info("migrations applied", migrations=applied)
             self.started.store_dsn = store_config.dsn
 
-    async def run(self, stop: asyncio.Event, on_started: Callable[[Started], Awaitable[None] | None] | None = None) -> None:
+    async def run(
+        self, stop: asyncio.Event, on_started: Callable[[Started], Awaitable[None] | None] | None = None
+    ) -> None:
         """Run until ``stop`` is set. :meth:`open_resources` must have succeeded."""
         settings = self.settings
         self.bus = create_bus(settings.bus, self.telemetry)
@@ -111,7 +113,8 @@ class Runtime:
         server: _Server | None = None
         processor_stop = asyncio.Event()
         try:
-            await self.bus.start()
+            if not await _until_stopped(self.bus.start(), stop):
+                return  # stopped while the bus was still unreachable
             await self.bus.ensure_topics(ALL_TOPICS)
             self._producer = self.bus.producer()
 
@@ -214,6 +217,21 @@ class Runtime:
         self.started.api_url = f"http://{_url_host(host)}:{port}"
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
         return _Server(config)
+
+
+async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Await ``work`` unless ``stop`` is set first (then cancel it and return False)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()
+    return True
 
 
 async def _wait_ready(event: asyncio.Event, task: asyncio.Task[Any]) -> None:

@@ -123,7 +123,9 @@ class StoreConfig(_Frozen):
         ),
     )
     database: str = Field(default="callscope", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    cluster: str | None = Field(default=None, description="ClickHouse cluster name: ON CLUSTER DDL with Replicated tables.")
+    cluster: str | None = Field(
+        default=None, description="ClickHouse cluster name: ON CLUSTER DDL with Replicated tables."
+    )
     ttl_days: int = Field(default=30, ge=1, le=3650)
     batch_max_rows: int = Field(default=50_000, ge=1)
     batch_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
@@ -153,7 +155,9 @@ class AuthConfig(_Frozen):
 class ApiConfig(_Frozen):
     listen: str = "127.0.0.1:8080"
     auth: AuthConfig = AuthConfig()
-    ingest_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Largest accepted ingest request body.")
+    ingest_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest accepted ingest request body."
+    )
     public_url: str | None = Field(default=None, description="Base URL users reach the API at (dashboard links).")
 
     @field_validator("listen")
@@ -191,7 +195,9 @@ class Settings(BaseSettings):
         extra="forbid",
     )
 
-    node: str = Field(default="local", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="This process's node name.")
+    node: str = Field(
+        default="local", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="This process's node name."
+    )
     data_dir: Path = Path("./data")
     topology: TopologyConfig = TopologyConfig()
     bus: BusConfig = BusConfig()

@@ -51,17 +51,32 @@ class Telemetry:
             "callscope_events_received_total", "Events a component received.", ["component", "kind"], registry=r
         )
         self.events_sent = Counter(
-            "callscope_events_sent_total", "Events a component handed on (bus or store).", ["component", "kind"], registry=r
+            "callscope_events_sent_total",
+            "Events a component handed on (bus or store).",
+            ["component", "kind"],
+            registry=r,
         )
         self.events_dropped = Counter(
-            "callscope_events_dropped_total", "Events a component could not deliver.", ["component", "reason"], registry=r
+            "callscope_events_dropped_total",
+            "Events a component could not deliver.",
+            ["component", "reason"],
+            registry=r,
         )
-        self.errors = Counter("callscope_errors_total", "Errors caught, by component and class.", ["component", "error"], registry=r)
+        self.errors = Counter(
+            "callscope_errors_total", "Errors caught, by component and class.", ["component", "error"], registry=r
+        )
         self.deadletters = Counter(
             "callscope_deadletters_total", "Events sent to callscope.deadletter.", ["component", "reason"], registry=r
         )
-        self.bus_lag = Gauge("callscope_bus_lag_messages", "Messages not yet committed by a consumer group.", ["group", "topic"], registry=r)
-        self.bus_buffered = Gauge("callscope_bus_buffered_messages", "Messages held by a producer, not yet on the bus.", ["bus"], registry=r)
+        self.bus_lag = Gauge(
+            "callscope_bus_lag_messages",
+            "Messages not yet committed by a consumer group.",
+            ["group", "topic"],
+            registry=r,
+        )
+        self.bus_buffered = Gauge(
+            "callscope_bus_buffered_messages", "Messages held by a producer, not yet on the bus.", ["bus"], registry=r
+        )
         self.sink_batch_rows = Histogram(
             "callscope_sink_batch_rows",
             "Rows per insert batch.",
@@ -76,10 +91,17 @@ class Telemetry:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
-        self.sink_retries = Counter("callscope_sink_retries_total", "Insert batches retried after a store error.", ["table"], registry=r)
-        self.component_up = Gauge("callscope_component_up", "1 while a component runs and is connected.", ["component"], registry=r)
+        self.sink_retries = Counter(
+            "callscope_sink_retries_total", "Insert batches retried after a store error.", ["table"], registry=r
+        )
+        self.component_up = Gauge(
+            "callscope_component_up", "1 while a component runs and is connected.", ["component"], registry=r
+        )
         self.last_event_ts = Gauge(
-            "callscope_last_event_timestamp_seconds", "Unix time of the last event a component received.", ["component"], registry=r
+            "callscope_last_event_timestamp_seconds",
+            "Unix time of the last event a component received.",
+            ["component"],
+            registry=r,
         )
         self.http_requests = Counter(
             "callscope_http_requests_total",

@@ -34,7 +34,9 @@ class SipBody(_Body):
     capture_name: str | None = None
     correlation_id: str | None = Field(default=None, max_length=1024)
     is_request: bool
-    method: str | None = Field(default=None, max_length=32, description="Request method, or the CSeq method of a response.")
+    method: str | None = Field(
+        default=None, max_length=32, description="Request method, or the CSeq method of a response."
+    )
     status: int | None = Field(default=None, ge=100, le=699)
     reason: str | None = Field(default=None, max_length=256)
     call_id: str = Field(max_length=1024)
@@ -45,7 +47,9 @@ class SipBody(_Body):
     to_tag: str | None = None
     via_branch: str | None = None
     user_agent: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict, description="Selected headers (correlation headers, PAI, Session-ID ...).")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Selected headers (correlation headers, PAI, Session-ID ...)."
+    )
     raw: str = Field(description="The SIP message as text (latin-1 for non-UTF-8 bytes).")
 
 

@@ -51,7 +51,9 @@ def stale_files(directory: Path = JSON_DIR) -> list[str]:
     """Names of files that are missing, different or no longer generated."""
     expected = generate()
     problems = [
-        name for name, content in expected.items() if not (directory / name).exists() or (directory / name).read_bytes() != content
+        name
+        for name, content in expected.items()
+        if not (directory / name).exists() or (directory / name).read_bytes() != content
     ]
     problems += [p.name for p in directory.glob("*.schema.json") if p.name not in expected]
     return sorted(problems)

@@ -25,10 +25,34 @@ _BODIES: dict[str, dict[str, Any]] = {
         "report": {"type": 200, "ssrc": 1, "report_blocks": [{"fraction_lost": 0, "ia_jitter": 12}]},
     },
     "ami": {"event": "Hangup", "fields": {"Linkedid": "1700000000.1", "Uniqueid": "1700000000.2", "Cause": "16"}},
-    "cdr": {"uniqueid": "1700000000.1", "src": "100", "dst": "200", "disposition": "ANSWERED", "duration": 30, "billsec": 25},
-    "cel": {"eventtype": "CHAN_START", "uniqueid": "1700000000.1", "linkedid": "1700000000.1", "channame": "PJSIP/100-0001"},
-    "queue_log": {"callid": "1700000000.1", "queue": "support", "agent": "NONE", "event": "ENTERQUEUE", "data": ["", "100", "1"]},
-    "options": {"target": "carrier-a", "uri": "sip:carrier-a.example.net", "status": 200, "reason": "OK", "rtt_ms": 12.5},
+    "cdr": {
+        "uniqueid": "1700000000.1",
+        "src": "100",
+        "dst": "200",
+        "disposition": "ANSWERED",
+        "duration": 30,
+        "billsec": 25,
+    },
+    "cel": {
+        "eventtype": "CHAN_START",
+        "uniqueid": "1700000000.1",
+        "linkedid": "1700000000.1",
+        "channame": "PJSIP/100-0001",
+    },
+    "queue_log": {
+        "callid": "1700000000.1",
+        "queue": "support",
+        "agent": "NONE",
+        "event": "ENTERQUEUE",
+        "data": ["", "100", "1"],
+    },
+    "options": {
+        "target": "carrier-a",
+        "uri": "sip:carrier-a.example.net",
+        "status": 200,
+        "reason": "OK",
+        "rtt_ms": 12.5,
+    },
     "log": {"message": "call routed", "level": "info", "call_id": "a84b4c76e66710@pc33.atlanta.example.com"},
 }
 
@@ -44,7 +68,7 @@ _KEYS = {
 }
 
 
-def sample_envelope(kind: str, *, id: str | None = None, key: str | None = None, node: str = "sbc1") -> dict[str, Any]:  # noqa: A002
+def sample_envelope(kind: str, *, id: str | None = None, key: str | None = None, node: str = "sbc1") -> dict[str, Any]:
     """A valid envelope document of ``kind`` (a fresh, mutable copy)."""
     import copy
 

@@ -6,107 +6,20 @@ readiness, talks HTTP to it and stops it with SIGTERM.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
-import orjson
 import pytest
 
+from tests.cli_process import CLI, Running, ndjson, start, wait_count
 from tests.samples import sample_envelope
 
 pytestmark = pytest.mark.e2e
-
-API_LINE = re.compile(r"api:\s+(http://127\.0\.0\.1:\d+)")
-
-
-@dataclass
-class Running:
-    proc: subprocess.Popen[str]
-    url: str
-    data_dir: Path
-    stdout_lines: list[str]
-    stderr_path: Path
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    @property
-    def token(self) -> str:
-        return (self.data_dir / "api-token").read_text().strip()
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=60)
-
-
-def start(data_dir: Path, *extra: str) -> Running:
-    env = dict(os.environ, CALLSCOPE_LOG__LEVEL="warning")
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    stderr_path = data_dir.parent / f"stderr-{time.monotonic_ns()}.log"
-    with stderr_path.open("wb") as err_file:
-        proc = _popen(data_dir, extra, env, err_file)
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    url = None
-    while not lines or "stop with Ctrl-C" not in lines[-1]:
-        line = proc.stdout.readline()
-        if not line:
-            code = proc.wait()
-            proc.stdout.close()
-            raise AssertionError(f"callscope run exited early ({code}): {stderr_path.read_text()[-2000:]}")
-        lines.append(line)
-        match = API_LINE.search(line)
-        if match:
-            url = match.group(1)
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("no banner within 120 s")
-    assert url is not None
-    run = Running(proc, url, data_dir, lines, stderr_path)
-    # Readiness is probed over HTTP, not read from the log.
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            run.close()
-            raise AssertionError("/healthz never answered")
-        time.sleep(0.05)
-    return run
-
-
-def _popen(data_dir: Path, extra: tuple[str, ...], env: dict[str, str], err_file: IO[bytes]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "callscope.cli", "run", "--data-dir", str(data_dir), "--api-listen", "127.0.0.1:0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=err_file,
-        text=True,
-        env=env,
-    )
 
 
 @pytest.fixture
@@ -116,21 +29,6 @@ def running(tmp_path: Path) -> Iterator[Running]:
         yield run
     finally:
         run.close()
-
-
-def _ndjson(docs: list[dict[str, object]]) -> bytes:
-    return b"\n".join(orjson.dumps(d) for d in docs) + b"\n"
-
-
-def _wait_count(run: Running, kind: str, expected: int) -> dict[str, object]:
-    deadline = time.monotonic() + 30
-    while True:
-        doc: dict[str, object] = httpx.get(f"{run.url}/api/v1/events/stats", headers=run.headers(), timeout=10).json()
-        tables = doc["tables"]
-        assert isinstance(tables, dict)
-        if tables.get(kind, {}).get("events", 0) >= expected or time.monotonic() > deadline:
-            return doc
-        time.sleep(0.1)
 
 
 def test_run_serves_health_readiness_metrics_and_docs(running: Running) -> None:
@@ -158,7 +56,7 @@ def test_ingested_events_are_stored_once_and_survive_a_restart(tmp_path: Path) -
     try:
         docs = [sample_envelope("sip", id=f"sip-{i:04d}", key=f"call-{i % 7}@e2e") for i in range(300)]
         bad = [b'{"kind": "sip", "id": "broken"}', b"not json at all"]
-        body = _ndjson(docs) + b"\n".join(bad) + b"\n"
+        body = ndjson(docs) + b"\n".join(bad) + b"\n"
         resp = httpx.post(
             f"{run.url}/api/v1/ingest",
             content=body,
@@ -170,12 +68,12 @@ def test_ingested_events_are_stored_once_and_survive_a_restart(tmp_path: Path) -
         # The same 300 again: a replay must not duplicate anything.
         resp = httpx.post(
             f"{run.url}/api/v1/ingest",
-            content=_ndjson(docs),
+            content=ndjson(docs),
             headers={**run.headers(), "Content-Type": "application/x-ndjson"},
             timeout=30,
         )
         assert resp.json()["accepted"] == 300
-        stats = _wait_count(run, "sip", 300)
+        stats = wait_count(run, "sip", 300)
         tables = stats["tables"]
         assert isinstance(tables, dict)
         assert tables["sip"]["events"] == 300
@@ -192,7 +90,7 @@ def test_ingested_events_are_stored_once_and_survive_a_restart(tmp_path: Path) -
         run.close()
     again = start(tmp_path / "data")
     try:
-        stats = _wait_count(again, "sip", 300)
+        stats = wait_count(again, "sip", 300)
         assert stats["tables"]["sip"]["events"] == 300  # type: ignore[index]
         assert "token: admin API token reused in" in "".join(again.stdout_lines)
         assert again.stop(signal.SIGINT) == 0
@@ -209,7 +107,7 @@ def test_events_buffered_at_shutdown_are_flushed(tmp_path: Path) -> None:
         docs = [sample_envelope("cdr", id=f"cdr-{i}", key=f"17000.{i}") for i in range(50)]
         resp = httpx.post(
             f"{run.url}/api/v1/ingest",
-            content=_ndjson(docs),
+            content=ndjson(docs),
             headers={**run.headers(), "Content-Type": "application/x-ndjson"},
         )
         assert resp.json()["accepted"] == 50
@@ -218,7 +116,7 @@ def test_events_buffered_at_shutdown_are_flushed(tmp_path: Path) -> None:
         run.close()
     again = start(tmp_path / "data")
     try:
-        stats = _wait_count(again, "cdr", 50)
+        stats = wait_count(again, "cdr", 50)
         assert stats["tables"]["cdr"]["events"] == 50  # type: ignore[index]
         again.stop()
     finally:
@@ -227,7 +125,16 @@ def test_events_buffered_at_shutdown_are_flushed(tmp_path: Path) -> None:
 
 def test_second_process_on_the_same_data_dir_exits_2(running: Running) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "callscope.cli", "run", "--data-dir", str(running.data_dir), "--api-listen", "127.0.0.1:0"],
+        [
+            sys.executable,
+            "-m",
+            "callscope.cli",
+            "run",
+            "--data-dir",
+            str(running.data_dir),
+            "--api-listen",
+            "127.0.0.1:0",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -243,7 +150,16 @@ def test_second_process_on_the_same_data_dir_exits_2(running: Running) -> None:
 def test_port_in_use_exits_2(running: Running, tmp_path: Path) -> None:
     port = running.url.rsplit(":", 1)[1]
     proc = subprocess.run(
-        [sys.executable, "-m", "callscope.cli", "run", "--data-dir", str(tmp_path / "other"), "--api-listen", f"127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "callscope.cli",
+            "run",
+            "--data-dir",
+            str(tmp_path / "other"),
+            "--api-listen",
+            f"127.0.0.1:{port}",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -256,10 +172,10 @@ def test_port_in_use_exits_2(running: Running, tmp_path: Path) -> None:
 def test_replay_into_embedded_pipeline_then_serve_it(tmp_path: Path) -> None:
     recording = tmp_path / "events.jsonl"
     docs = [sample_envelope(k, id=f"{k}-r{i}") for k in ("ami", "queue_log", "options") for i in range(20)]
-    recording.write_bytes(_ndjson(docs) + b'{"kind": "ami"}\n')
+    recording.write_bytes(ndjson(docs) + b'{"kind": "ami"}\n')
     data = tmp_path / "data"
     proc = subprocess.run(
-        [sys.executable, "-m", "callscope.cli", "replay", "--data-dir", str(data), "--no-progress", str(recording)],
+        [*CLI, "replay", "--data-dir", str(data), "--no-progress", str(recording)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -269,7 +185,7 @@ def test_replay_into_embedded_pipeline_then_serve_it(tmp_path: Path) -> None:
     assert "60 accepted, 1 dead-lettered" in proc.stdout
     run = start(data)
     try:
-        stats = _wait_count(run, "options", 20)
+        stats = wait_count(run, "options", 20)
         tables = stats["tables"]
         assert isinstance(tables, dict)
         assert [tables[k]["events"] for k in ("ami", "queue_log", "options")] == [20, 20, 20]
@@ -281,9 +197,19 @@ def test_replay_into_embedded_pipeline_then_serve_it(tmp_path: Path) -> None:
 
 def test_replay_to_a_running_instance(running: Running, tmp_path: Path) -> None:
     recording = tmp_path / "events.jsonl"
-    recording.write_bytes(_ndjson([sample_envelope("log", id=f"log-{i}") for i in range(40)]))
+    recording.write_bytes(ndjson([sample_envelope("log", id=f"log-{i}") for i in range(40)]))
     proc = subprocess.run(
-        [sys.executable, "-m", "callscope.cli", "replay", "--to", running.url, "--token", running.token, str(recording)],
+        [
+            sys.executable,
+            "-m",
+            "callscope.cli",
+            "replay",
+            "--to",
+            running.url,
+            "--token",
+            running.token,
+            str(recording),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -291,9 +217,19 @@ def test_replay_to_a_running_instance(running: Running, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "40 accepted, 0 dead-lettered" in proc.stdout
-    assert _wait_count(running, "log", 40)["tables"]["log"]["events"] == 40  # type: ignore[index]
+    assert wait_count(running, "log", 40)["tables"]["log"]["events"] == 40  # type: ignore[index]
     bad = subprocess.run(
-        [sys.executable, "-m", "callscope.cli", "replay", "--to", running.url, "--token", "wrong-token-123456", str(recording)],
+        [
+            sys.executable,
+            "-m",
+            "callscope.cli",
+            "replay",
+            "--to",
+            running.url,
+            "--token",
+            "wrong-token-123456",
+            str(recording),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

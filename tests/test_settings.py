@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from callscope.settings import load_settings
 from schemas.errors import ConfigError
+from tests.cli_process import CLI
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,9 +77,7 @@ def test_bad_yaml_says_where(tmp_path: Path) -> None:
 
 def test_config_check_cli_prints_every_error_and_exits_2(tmp_path: Path) -> None:
     path = _write(tmp_path, "bus:\n  kind: rabbit\napi:\n  listen: nowhere\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "callscope.cli", "config", "check", str(path)], capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run([*CLI, "config", "check", str(path)], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "config error: bus.kind:" in proc.stderr
     assert "config error: api.listen:" in proc.stderr
@@ -88,7 +86,7 @@ def test_config_check_cli_prints_every_error_and_exits_2(tmp_path: Path) -> None
 
 def test_config_check_cli_accepts_a_good_file() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "callscope.cli", "config", "check", str(ROOT / "callscope.example.yaml")],
+        [*CLI, "config", "check", str(ROOT / "callscope.example.yaml")],
         capture_output=True,
         text=True,
         check=False,
@@ -100,7 +98,7 @@ def test_config_check_cli_accepts_a_good_file() -> None:
 def test_run_with_bad_config_starts_nothing(tmp_path: Path) -> None:
     path = _write(tmp_path, "bus:\n  kind: rabbit\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "callscope.cli", "run", "--config", str(path), "--data-dir", str(tmp_path / "d")],
+        [*CLI, "run", "--config", str(path), "--data-dir", str(tmp_path / "d")],
         capture_output=True,
         text=True,
         check=False,

@@ -19,6 +19,7 @@ from callscope.store.client import Store
 from callscope.store.sink import BatchSink
 from callscope.telemetry import Telemetry
 from processors.events.route import Rejected, route
+from schemas.errors import BusError
 from schemas.tables import COLUMNS
 from schemas.topics import ALL_TOPICS, DEADLETTER, deadletter_record
 
@@ -125,9 +126,16 @@ class EventsProcessor:
         written = 0
         for sink in self._sinks.values():
             written += await sink.flush()
-        assert self._producer is not None and self._consumer is not None
+        assert self._producer is not None
+        assert self._consumer is not None
         await self._producer.flush()
-        await self._consumer.commit(dict(self._offsets))
+        try:
+            await self._consumer.commit(dict(self._offsets))
+        except BusError as exc:
+            # The rows are stored; after a rebalance the partitions' new owner re-reads
+            # from the last commit and the stable ids deduplicate what it stores again.
+            self._telemetry.errors.labels(NAME, "commit").inc()
+            self._log.warning("offset commit failed", error=str(exc))
         if written:
             self._telemetry.events_sent.labels(NAME, "rows").inc(written)
         self._offsets.clear()

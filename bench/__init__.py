@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints its own figures; ``python -m bench`` runs them all."""

@@ -1,0 +1,90 @@
+"""Run every benchmark under bench/ and print one table; also write bench/results.json.
+
+Figures are medians over repeated runs with the min-max spread beside them, all
+measured in this one invocation. ``--quick`` shrinks the sizes (and says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import bus_kafka, bus_memory, sink_chdb
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _row(name: str, unit: str, median: float, low: float, high: float, size: str, target: float) -> dict[str, Any]:
+    return {
+        "name": name,
+        "unit": unit,
+        "median": round(median),
+        "min": round(low),
+        "max": round(high),
+        "size": size,
+        "target": target,
+        "meets_target": median >= target,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a minute or two")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--kafka-bootstrap", help="use this broker instead of starting one")
+    args = parser.parse_args(argv)
+    n_bus = 50_000 if args.quick else 200_000
+    n_kafka = 50_000 if args.quick else 200_000
+    n_rows = 100_000 if args.quick else 300_000
+
+    rows: list[dict[str, Any]] = []
+    mem = [bus_memory.run(n_bus)["msgs_per_sec"] for _ in range(args.runs)]
+    rows.append(
+        _row("bus_memory_msgs_per_sec", "msg/s", statistics.median(mem), min(mem), max(mem), f"{n_bus} x 1 KB", 100_000)
+    )
+    kafka = bus_kafka.run(n_kafka, args.kafka_bootstrap, runs=args.runs)
+    e2e = kafka["end_to_end"]
+    rows.append(
+        _row("bus_kafka_msgs_per_sec", "msg/s", e2e["median"], e2e["min"], e2e["max"], f"{n_kafka} x ~1 KB", 50_000)
+    )
+    sink = sink_chdb.run(n_rows, runs=args.runs)
+    rows.append(
+        _row(
+            "sink_rows_per_sec",
+            "rows/s",
+            sink["rows_per_sec"],
+            sink["rows_per_sec_min"],
+            sink["rows_per_sec_max"],
+            f"{n_rows} sip_messages rows",
+            150_000,
+        )
+    )
+
+    print(f"{'benchmark':<26} {'median':>12} {'min':>12} {'max':>12}  {'target':>9}  size")
+    for r in rows:
+        flag = "ok" if r["meets_target"] else "SHORT"
+        print(
+            f"{r['name']:<26} {r['median']:>12,} {r['min']:>12,} {r['max']:>12,}  {r['target']:>9,.0f}  "
+            f"{r['size']} [{flag}]"
+        )
+    doc = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "quick": args.quick,
+        "runs": args.runs,
+        **{r["name"]: r["median"] for r in rows},
+        "details": rows,
+        "kafka": kafka,
+    }
+    RESULTS.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    print(f"written {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
