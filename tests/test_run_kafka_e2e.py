@@ -1,0 +1,106 @@
+"""`callscope run` on the real Kafka broker: the same pipeline, a different bus."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.cli_process import CLI, ndjson, start, wait_count
+from tests.samples import sample_envelope
+
+pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
+
+
+def _kafka_env(bootstrap: str) -> dict[str, str]:
+    return {
+        "CALLSCOPE_BUS__KIND": "kafka",
+        "CALLSCOPE_BUS__KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "CALLSCOPE_BUS__KAFKA__PARTITIONS": "3",
+        "CALLSCOPE_BUS__KAFKA__CONNECT_BACKOFF_MAX_SECS": "1",
+        # a fresh consumer group per test: the broker is shared by the session
+        "CALLSCOPE_PROCESSORS__GROUP_PREFIX": f"e2e-{uuid.uuid4().hex[:8]}",
+    }
+
+
+def test_pipeline_on_kafka_stores_every_event_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+    run = start(tmp_path / "data", env_extra=_kafka_env(kafka_bootstrap))
+    try:
+        assert "bus:   kafka" in "".join(run.stdout_lines)
+        ready = httpx.get(f"{run.url}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        marker = uuid.uuid4().hex[:8]
+        docs = [sample_envelope("sip", id=f"k-{marker}-{i}", key=f"call-{marker}-{i % 11}") for i in range(500)]
+        headers = {**run.headers(), "Content-Type": "application/x-ndjson"}
+        first = httpx.post(f"{run.url}/api/v1/ingest", content=ndjson(docs), headers=headers, timeout=60)
+        assert first.json()["accepted"] == 500
+        again = httpx.post(f"{run.url}/api/v1/ingest", content=ndjson(docs[:100]), headers=headers, timeout=60)
+        assert again.json()["accepted"] == 100
+        deadline = time.monotonic() + 60
+        while True:
+            page = httpx.get(
+                f"{run.url}/api/v1/events",
+                params={"kind": "sip", "key": f"call-{marker}-3", "limit": 1000},
+                headers=run.headers(),
+                timeout=10,
+            ).json()
+            if page["count"] >= len([i for i in range(500) if i % 11 == 3]) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert {e["id"] for e in page["events"]} == {f"k-{marker}-{i}" for i in range(500) if i % 11 == 3}
+        stats = wait_count(run, "sip", 500)
+        assert stats["tables"]["sip"]["events"] == stats["tables"]["sip"]["distinct_ids"]  # type: ignore[index]
+        metrics = httpx.get(f"{run.url}/metrics").text
+        assert 'callscope_component_up{component="events"} 1.0' in metrics
+        assert run.stop() == 0
+        assert "Traceback" not in run.stderr
+    finally:
+        run.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_unreachable_kafka_is_retried_and_said_and_stop_is_clean(tmp_path: Path) -> None:
+    env = dict(os.environ, **_kafka_env(f"127.0.0.1:{_free_port()}"))
+    err_path = tmp_path / "stderr.log"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [*CLI, "run", "--data-dir", str(tmp_path / "data"), "--api-listen", "127.0.0.1:0"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        attempts: list[dict[str, object]] = []
+        while len(attempts) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            attempts = [
+                doc
+                for line in err_path.read_bytes().splitlines()
+                if line.startswith(b"{") and (doc := orjson.loads(line)).get("event") == "kafka unreachable, retrying"
+            ]
+        assert len(attempts) >= 3, err_path.read_text()
+        delays = [float(a["next_delay_secs"]) for a in attempts]  # type: ignore[arg-type]
+        assert delays == sorted(delays)
+        assert delays[-1] <= 1.0  # capped by connect_backoff_max_secs
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert "Traceback" not in err_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
