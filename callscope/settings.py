@@ -92,7 +92,7 @@ class KafkaConfig(_Frozen):
     client_id: str = "callscope"
     partitions: int = Field(default=12, ge=1, le=10000, description="Partitions per topic when callscope creates it.")
     replication_factor: int = Field(default=1, ge=1, le=16)
-    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     linger_ms: int = Field(default=5, ge=0, le=10000)
     max_batch_bytes: int = Field(default=1024 * 1024, ge=1024)
     request_timeout_ms: int = Field(default=30000, ge=1000)
