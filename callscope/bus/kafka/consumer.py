@@ -1,0 +1,113 @@
+"""The Kafka consumer: manual commits, a rebalance listener that forgets revoked partitions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaTP
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from callscope.bus.base import Consumer, Record, TopicPartition
+from callscope.bus.kafka.limits import HEARTBEAT_INTERVAL_MS
+from schemas.errors import BusError
+
+if TYPE_CHECKING:
+    from callscope.bus.kafka.bus import KafkaBus
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: KafkaConsumer) -> None:
+        self._owner = owner
+
+    def on_partitions_revoked(self, revoked: set[KafkaTP]) -> None:
+        self._owner.forget_partitions(revoked)
+
+    def on_partitions_assigned(self, assigned: set[KafkaTP]) -> None:
+        self._owner.log.info(
+            "kafka partitions assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
+        )
+
+
+class KafkaConsumer(Consumer):
+    """A member of a consumer group with manual commits (``enable_auto_commit=False``)."""
+
+    def __init__(self, bus: KafkaBus, group: str, topics: Sequence[str]) -> None:
+        self._bus = bus
+        self.group = group
+        self.topics = tuple(topics)
+        self.log = bus.log.bind(client="consumer", group=group)
+        self._kafka: AIOKafkaConsumer | None = None
+        # Local per-partition state: next offset after the last record handed out.
+        # Dropped for partitions revoked by a rebalance (another member owns them now).
+        self.positions: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        async def connect() -> AIOKafkaConsumer:
+            kafka = AIOKafkaConsumer(
+                **self._bus.client_kwargs(),
+                group_id=self.group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+            )
+            kafka.subscribe(list(self.topics), listener=_Rebalance(self))
+            try:
+                await kafka.start()  # subscribed first, so this waits for the group's assignment
+            except BaseException:
+                await kafka.stop()
+                raise
+            return kafka
+
+        self._kafka = await self._bus.connect_with_retry("consumer", connect)
+
+    def forget_partitions(self, revoked: set[KafkaTP]) -> None:
+        for tp in revoked:
+            self.positions.pop(TopicPartition(tp.topic, tp.partition), None)
+        if revoked:
+            self.log.info("kafka partitions revoked", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in revoked))
+
+    def _require(self) -> AIOKafkaConsumer:
+        if self._kafka is None:
+            raise BusError("consumer is closed")
+        return self._kafka
+
+    async def getmany(self, timeout_ms: int = 200, max_records: int = 1000) -> list[Record]:
+        kafka = self._require()
+        try:
+            fetched = await kafka.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise BusError(f"kafka fetch failed: {type(exc).__name__}: {exc}") from exc
+        records: list[Record] = []
+        for tp, batch in sorted(fetched.items()):
+            records.extend(Record(r.topic, r.partition, r.offset, r.key, r.value or b"", r.timestamp) for r in batch)
+            if batch:
+                self.positions[TopicPartition(tp.topic, tp.partition)] = batch[-1].offset + 1
+        return records
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        kafka = self._require()
+        request = {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(offset, "") for tp, offset in offsets.items()}
+        try:
+            await kafka.commit(request)
+        except IllegalStateError as exc:
+            raise BusError(f"commit refused, partition not assigned to this member: {exc}") from exc
+        except KafkaError as exc:
+            raise BusError(f"kafka commit failed: {type(exc).__name__}: {exc}") from exc
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        if self._kafka is None:
+            return frozenset()
+        return frozenset(TopicPartition(tp.topic, tp.partition) for tp in self._kafka.assignment())
+
+    async def close(self) -> None:
+        kafka, self._kafka = self._kafka, None
+        if kafka is not None:
+            await kafka.stop()
+        self.positions.clear()
+        self._bus._forget(self)
