@@ -133,6 +133,7 @@ class Runtime:
                 tasks.append(asyncio.create_task(proc.run(processor_stop), name=proc.name))
                 self.started.components.append(f"processor:{proc.name}")
                 await _wait_ready(proc.ready, tasks[-1])
+                tasks.append(asyncio.create_task(self._report_lag(proc.group, processor_stop), name="lag"))
 
             if self.wants_api:
                 server = self._make_server()
@@ -172,6 +173,19 @@ class Runtime:
                 await self.bus.stop()
             self.close()
             self.log.info("stopped")
+
+    async def _report_lag(self, group: str, stop: asyncio.Event) -> None:
+        """Measure the processors' consumer lag now and then; the bus sets callscope_bus_lag_messages."""
+        assert self.bus is not None
+        interval = self.settings.processors.lag_report_secs
+        while not stop.is_set():
+            try:
+                await self.bus.lag(group, ALL_TOPICS)
+            except Exception as exc:  # a failed measurement must not stop the pipeline
+                self.telemetry.errors.labels("runtime", "lag").inc()
+                self.log.warning("lag measurement failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
     def close(self) -> None:
         if self.store is not None:

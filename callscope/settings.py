@@ -178,6 +178,7 @@ class ProcessorConfig(_Frozen):
     group_prefix: str = Field(default="callscope", pattern=r"^[A-Za-z0-9_.-]+$")
     poll_max_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=200, ge=1)
+    lag_report_secs: float = Field(default=5.0, gt=0, description="How often consumer lag is measured for /metrics.")
 
 
 class LogConfig(_Frozen):

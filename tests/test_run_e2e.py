@@ -37,7 +37,8 @@ def test_run_serves_health_readiness_metrics_and_docs(running: Running) -> None:
     assert ready.status_code == 200, ready.text
     assert set(ready.json()["checks"]) == {"bus", "store"}
     metrics = httpx.get(f"{running.url}/metrics").text
-    assert "callscope_component_up" in metrics
+    assert 'callscope_component_up{component="events"} 1.0' in metrics
+    assert 'callscope_bus_lag_messages{group="callscope.events",topic="callscope.sip"} 0.0' in metrics
     assert httpx.get(f"{running.url}/openapi.json").json()["info"]["title"] == "callscope"
     banner = "".join(running.stdout_lines)
     assert "store: chdb://" in banner

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,6 +15,10 @@ import httpx
 import orjson
 import pytest
 
+from callscope.bus.kafka import KafkaBus
+from callscope.settings import KafkaConfig
+from callscope.telemetry import Telemetry
+from schemas.topics import ALL_TOPICS
 from tests.cli_process import CLI, ndjson, start, wait_count
 from tests.samples import sample_envelope
 
@@ -104,3 +109,81 @@ def test_unreachable_kafka_is_retried_and_said_and_stop_is_clean(tmp_path: Path)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def _wait_for_zero_lag(bootstrap: str, group: str) -> int:
+    bus = KafkaBus(KafkaConfig(bootstrap_servers=bootstrap), Telemetry())
+    await bus.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            lag = await bus.lag(group, ALL_TOPICS)
+            total = sum(lag.values())
+            if (lag and total == 0) or time.monotonic() > deadline:
+                return total
+            await asyncio.sleep(0.2)
+    finally:
+        await bus.stop()
+
+
+def test_roles_split_across_processes_on_kafka(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`--role api` takes the ingest onto Kafka; a separate `--role processor` stores it.
+
+    Each process owns its own embedded store here (chDB is one process per data
+    directory); in production both point at one ClickHouse server. The processor's
+    store is read afterwards by an API process started on its directory.
+    """
+    env_extra = _kafka_env(kafka_bootstrap)
+    env = dict(os.environ, CALLSCOPE_LOG__LEVEL="warning", **env_extra)
+    processor_dir = tmp_path / "processor"
+    err_path = tmp_path / "processor.err"
+    with err_path.open("wb") as err:
+        processor = subprocess.Popen(
+            [*CLI, "run", "--role", "processor", "--data-dir", str(processor_dir)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+            text=True,
+        )
+    api = None
+    try:
+        assert processor.stdout is not None
+        banner: list[str] = []
+        while not banner or "stop with Ctrl-C" not in banner[-1]:
+            line = processor.stdout.readline()
+            assert line, f"processor exited: {err_path.read_text()[-2000:]}"
+            banner.append(line)
+        assert not any("api:" in line for line in banner)  # the processor role serves no API
+        api = start(tmp_path / "api", "--role", "api", env_extra=env_extra)
+        marker = uuid.uuid4().hex[:8]
+        docs = [sample_envelope("queue_log", id=f"q-{marker}-{i}", key=f"1700.{i}") for i in range(200)]
+        resp = httpx.post(
+            f"{api.url}/api/v1/ingest",
+            content=ndjson(docs),
+            headers={**api.headers(), "Content-Type": "application/x-ndjson"},
+            timeout=60,
+        )
+        assert resp.json()["accepted"] == 200
+        # The API process stored nothing itself: it has no processor.
+        assert wait_count(api, "queue_log", 1)["tables"]["queue_log"]["events"] == 0  # type: ignore[index]
+        api.stop()
+        # The processor commits only after its store acknowledged: zero lag means stored.
+        group = f"{env_extra['CALLSCOPE_PROCESSORS__GROUP_PREFIX']}.events"
+        assert asyncio.run(_wait_for_zero_lag(kafka_bootstrap, group)) == 0
+        processor.send_signal(signal.SIGTERM)
+        assert processor.wait(timeout=60) == 0
+        assert "Traceback" not in err_path.read_text()
+        reader = start(processor_dir, "--role", "api", env_extra=env_extra)
+        try:
+            stats = wait_count(reader, "queue_log", 200)
+            assert stats["tables"]["queue_log"]["events"] == 200  # type: ignore[index]
+        finally:
+            reader.close()
+    finally:
+        if api is not None:
+            api.close()
+        if processor.poll() is None:
+            processor.kill()
+            processor.wait()
+        if processor.stdout is not None:
+            processor.stdout.close()
