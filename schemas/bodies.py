@@ -56,7 +56,9 @@ class SipBody(_Body):
     capture_name: str | None = None
     correlation_id: str | None = Field(default=None, max_length=1024, description="HEP chunk 0x0011 when present.")
     is_request: bool
-    method: str | None = Field(default=None, max_length=32, description="Request method, or the CSeq method of a response.")
+    method: str | None = Field(
+        default=None, max_length=32, description="Request method, or the CSeq method of a response."
+    )
     request_uri: str | None = Field(default=None, max_length=1024)
     status: int | None = Field(default=None, ge=100, le=699)
     reason: str | None = Field(default=None, max_length=256, description="Reason phrase of a response.")
@@ -79,14 +81,20 @@ class SipBody(_Body):
     pai_user: str | None = None
     session_id: str | None = Field(default=None, max_length=256, description="Session-ID (RFC 7989) local uuid.")
     expires: int | None = Field(default=None, ge=0, description="Expires header, or the Contact's expires parameter.")
-    reason_header: str | None = Field(default=None, max_length=512, description="Reason header (RFC 3326), e.g. Q.850;cause=16.")
+    reason_header: str | None = Field(
+        default=None, max_length=512, description="Reason header (RFC 3326), e.g. Q.850;cause=16."
+    )
     content_type: str | None = None
     correlation: dict[str, str] = Field(
         default_factory=dict, description="Configured correlation headers found (lower-case name -> value), e.g. x-cid."
     )
     sdp: SdpSummary | None = None
-    vq_report: dict[str, Any] | None = Field(default=None, description="VQ-RTCPXR (RFC 6035) body of a PUBLISH, parsed.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Other selected headers (Route, Record-Route ...).")
+    vq_report: dict[str, Any] | None = Field(
+        default=None, description="VQ-RTCPXR (RFC 6035) body of a PUBLISH, parsed."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Other selected headers (Route, Record-Route ...)."
+    )
     raw: str = Field(description="The SIP message as text (latin-1 for non-UTF-8 bytes).")
 
 
