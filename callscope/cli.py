@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="what this process runs (default: all, the embedded pipeline)",
     )
     run.add_argument("--api-listen", metavar="HOST:PORT", help="API listen address (default 127.0.0.1:8080)")
+    run.add_argument(
+        "--hep-listen", metavar="HOST:PORT", help="HEP address, UDP and TCP (default 127.0.0.1:9060)"
+    )
 
     mig = sub.add_parser("migrate", help="apply the ClickHouse migrations", description="Apply pending migrations.")
     _add_config(mig)
@@ -114,6 +117,8 @@ def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> 
         overrides["data_dir"] = str(args.data_dir)
     if getattr(args, "api_listen", None):
         overrides.setdefault("api", {})["listen"] = args.api_listen
+    if getattr(args, "hep_listen", None):
+        overrides.setdefault("collectors", {}).setdefault("hep", {})["listen"] = args.hep_listen
     if getattr(args, "node", None):
         overrides["node"] = args.node
     return load_settings(getattr(args, "config", None), overrides)
@@ -188,6 +193,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"  api:   {started.api_url}  (docs {started.api_url}/docs, metrics {started.api_url}/metrics)",
                 flush=True,
             )
+        for name, where in started.endpoints.items():
+            print(f"  {name + ':':<6} {where}", flush=True)
         if started.token_path:
             state = "created" if started.token_created else "reused"
             print(f"  token: admin API token {state} in {started.token_path}", flush=True)

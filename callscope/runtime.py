@@ -58,6 +58,7 @@ class Started:
     store_dsn: str | None = None
     bus: str | None = None
     components: list[str] = field(default_factory=list)
+    endpoints: dict[str, str] = field(default_factory=dict)
 
 
 class Runtime:
@@ -85,6 +86,10 @@ class Runtime:
     def wants_processors(self) -> bool:
         return self.role in ("all", "processor")
 
+    @property
+    def wants_collectors(self) -> bool:
+        return self.role in ("all", "collector")
+
     def open_resources(self) -> None:
         """Synchronous start-up checks that must pass before anything runs.
 
@@ -110,8 +115,10 @@ class Runtime:
         self.bus = create_bus(settings.bus, self.telemetry)
         self.started.bus = settings.bus.kind
         tasks: list[asyncio.Task[Any]] = []
+        intake_tasks: list[asyncio.Task[Any]] = []
         server: _Server | None = None
         processor_stop = asyncio.Event()
+        collector_stop = asyncio.Event()
         try:
             if not await _until_stopped(self.bus.start(), stop):
                 return  # stopped while the bus was still unreachable
@@ -120,20 +127,22 @@ class Runtime:
 
             if self.wants_processors:
                 assert self.store is not None
-                from processors.events.app import EventsProcessor
+                from processors.registry import build_processors
 
-                proc = EventsProcessor(
-                    settings.processors,
-                    settings.resolved_store(),
-                    self.bus,
-                    self.store,
-                    self.telemetry,
-                    node=settings.node,
-                )
-                tasks.append(asyncio.create_task(proc.run(processor_stop), name=proc.name))
-                self.started.components.append(f"processor:{proc.name}")
-                await _wait_ready(proc.ready, tasks[-1])
-                tasks.append(asyncio.create_task(self._report_lag(proc.group, processor_stop), name="lag"))
+                for proc in build_processors(settings, self.bus, self.store, self.telemetry):
+                    tasks.append(asyncio.create_task(proc.run(processor_stop), name=proc.name))
+                    self.started.components.append(f"processor:{proc.name}")
+                    await _wait_ready(proc.ready, tasks[-1])
+                    tasks.append(asyncio.create_task(self._report_lag(proc.group, processor_stop), name="lag"))
+
+            if self.wants_collectors:
+                from collectors.registry import build_collectors
+
+                for coll in build_collectors(settings, self._producer, self.telemetry):
+                    intake_tasks.append(asyncio.create_task(coll.run(collector_stop), name=coll.name))
+                    await _wait_ready(coll.ready, intake_tasks[-1])
+                    self.started.components.append(f"collector:{coll.name}")
+                    self.started.endpoints[coll.name] = coll.describe()
 
             if self.wants_api:
                 server = self._make_server()
@@ -152,27 +161,34 @@ class Runtime:
                     await result
 
             stop_task = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait([stop_task, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([stop_task, *intake_tasks, *tasks], return_when=asyncio.FIRST_COMPLETED)
             stop_task.cancel()
             for task in done:
                 if task is not stop_task and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
             self.log.info("stopping")
+            # Intake first (collectors, API), then processors flush and commit what was read.
+            collector_stop.set()
             if server is not None:
                 server.should_exit = True
+            await self._gather(intake_tasks)
+            if self._producer is not None:
+                await self._producer.flush()
             processor_stop.set()
-            if tasks:
-                results = await asyncio.gather(*tasks, return_exceptions=True)
-                for task, res in zip(tasks, results, strict=True):
-                    if isinstance(res, BaseException) and not isinstance(res, asyncio.CancelledError):
-                        self.log.error("component failed", component=task.get_name(), error=repr(res))
+            await self._gather(tasks)
             if self._producer is not None:
                 await self._producer.close()
             if self.bus is not None:
                 await self.bus.stop()
             self.close()
             self.log.info("stopped")
+
+    async def _gather(self, tasks: list[asyncio.Task[Any]]) -> None:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for task, res in zip(tasks, results, strict=True):
+            if isinstance(res, BaseException) and not isinstance(res, asyncio.CancelledError):
+                self.log.error("component failed", component=task.get_name(), error=repr(res))
 
     async def _report_lag(self, group: str, stop: asyncio.Event) -> None:
         """Measure the processors' consumer lag now and then; the bus sets callscope_bus_lag_messages."""

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from collectors.hep.config import HepConfig
 from schemas.envelope import Role
 from schemas.errors import ConfigError
 
@@ -58,6 +59,9 @@ class NodeConfig(_Frozen):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
     role: Role
     address: str | None = Field(default=None, description="Host or IP the node is reached at (for probes, AMI).")
+    hep_capture_id: int | None = Field(
+        default=None, ge=0, le=2**32 - 1, description="HEP capture agent id this node sends (maps HEP to the node)."
+    )
 
 
 class TopologyConfig(_Frozen):
@@ -72,6 +76,14 @@ class TopologyConfig(_Frozen):
                 raise ValueError(f"duplicate node name {node.name!r}")
             seen.add(node.name)
         return nodes
+
+    def node_for_capture_id(self, capture_id: int | None) -> NodeConfig | None:
+        if capture_id is None:
+            return None
+        for node in self.nodes:
+            if node.hep_capture_id == capture_id:
+                return node
+        return None
 
     def role_of(self, name: str, default: Role = "collector") -> Role:
         for node in self.nodes:
@@ -181,6 +193,12 @@ class ProcessorConfig(_Frozen):
     lag_report_secs: float = Field(default=5.0, gt=0, description="How often consumer lag is measured for /metrics.")
 
 
+class CollectorsConfig(_Frozen):
+    """The collectors this process runs when its role is ``all`` or ``collector``."""
+
+    hep: HepConfig = HepConfig()
+
+
 class LogConfig(_Frozen):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -204,6 +222,7 @@ class Settings(BaseSettings):
     bus: BusConfig = BusConfig()
     store: StoreConfig = StoreConfig()
     api: ApiConfig = ApiConfig()
+    collectors: CollectorsConfig = CollectorsConfig()
     processors: ProcessorConfig = ProcessorConfig()
     log: LogConfig = LogConfig()
 

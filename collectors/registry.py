@@ -1,0 +1,33 @@
+"""The collectors a process runs: one place the runtime asks, one place a new collector is added."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from callscope.bus.base import Producer
+from callscope.settings import Settings
+from callscope.telemetry import Telemetry
+
+
+class Collector(Protocol):
+    """A collector's I/O shell (STYLE.md): reads its source, calls its pure core, publishes, counts."""
+
+    name: str
+    ready: asyncio.Event
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Collect until ``stop`` is set; flush what was read to the bus before returning."""
+        ...
+
+    def healthcheck(self) -> bool: ...
+
+    def describe(self) -> str:
+        """One line for the start-up banner, e.g. where it listens (valid once ``ready`` is set)."""
+        ...
+
+
+def build_collectors(settings: Settings, producer: Producer, telemetry: Telemetry) -> list[Collector]:
+    """Every collector this configuration enables."""
+    out: list[Collector] = []
+    return out

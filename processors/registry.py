@@ -1,0 +1,32 @@
+"""The processors a process runs: one place the runtime asks, one place a new processor is added."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from callscope.bus.base import Bus
+from callscope.settings import Settings
+from callscope.store.client import Store
+from callscope.telemetry import Telemetry
+
+
+class Processor(Protocol):
+    """A processor's I/O shell: consumes the bus, writes the store, commits after the store acknowledged."""
+
+    name: str
+    group: str
+    ready: asyncio.Event
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Telemetry) -> list[Processor]:
+    """Every processor this configuration runs, in start order."""
+    from processors.events.app import EventsProcessor
+
+    store_config = settings.resolved_store()
+    out: list[Processor] = [
+        EventsProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
+    ]
+    return out
