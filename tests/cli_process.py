@@ -21,6 +21,7 @@ import orjson
 
 CLI = [sys.executable, "-m", "callscope.cli"]
 API_LINE = re.compile(r"api:\s+(http://127\.0\.0\.1:\d+)")
+HEP_LINE = re.compile(r"hep:\s+\S+ 127\.0\.0\.1:(\d+)")
 
 
 @dataclass
@@ -30,6 +31,15 @@ class Running:
     data_dir: Path
     stdout_lines: list[str]
     stderr_path: Path
+
+    @property
+    def hep_port(self) -> int | None:
+        """The HEP collector's bound port (UDP and TCP), read from the banner."""
+        for line in self.stdout_lines:
+            match = HEP_LINE.search(line)
+            if match:
+                return int(match.group(1))
+        return None
 
     @property
     def stderr(self) -> str:
@@ -104,6 +114,8 @@ def _popen(data_dir: Path, extra: tuple[str, ...], env: dict[str, str], err_file
             str(data_dir),
             "--api-listen",
             "127.0.0.1:0",
+            # the HEP collector on an OS-given port too, unless the test names one
+            *(() if "--hep-listen" in extra else ("--hep-listen", "127.0.0.1:0")),
             *extra,
         ],
         stdout=subprocess.PIPE,

@@ -42,6 +42,7 @@ def test_run_serves_health_readiness_metrics_and_docs(running: Running) -> None:
     assert httpx.get(f"{running.url}/openapi.json").json()["info"]["title"] == "callscope"
     banner = "".join(running.stdout_lines)
     assert "store: chdb://" in banner
+    assert running.hep_port is not None  # the HEP collector runs in the embedded default
     assert "token: admin API token created in" in banner
 
 
@@ -135,6 +136,8 @@ def test_second_process_on_the_same_data_dir_exits_2(running: Running) -> None:
             str(running.data_dir),
             "--api-listen",
             "127.0.0.1:0",
+            "--hep-listen",
+            "127.0.0.1:0",
         ],
         capture_output=True,
         text=True,
@@ -160,6 +163,8 @@ def test_port_in_use_exits_2(running: Running, tmp_path: Path) -> None:
             str(tmp_path / "other"),
             "--api-listen",
             f"127.0.0.1:{port}",
+            "--hep-listen",
+            "127.0.0.1:0",
         ],
         capture_output=True,
         text=True,

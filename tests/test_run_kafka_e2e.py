@@ -83,7 +83,16 @@ def test_unreachable_kafka_is_retried_and_said_and_stop_is_clean(tmp_path: Path)
     err_path = tmp_path / "stderr.log"
     with err_path.open("wb") as err:
         proc = subprocess.Popen(
-            [*CLI, "run", "--data-dir", str(tmp_path / "data"), "--api-listen", "127.0.0.1:0"],
+            [
+                *CLI,
+                "run",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--api-listen",
+                "127.0.0.1:0",
+                "--hep-listen",
+                "127.0.0.1:0",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=err,
             env=env,
@@ -139,7 +148,7 @@ def test_roles_split_across_processes_on_kafka(kafka_bootstrap: str, tmp_path: P
     err_path = tmp_path / "processor.err"
     with err_path.open("wb") as err:
         processor = subprocess.Popen(
-            [*CLI, "run", "--role", "processor", "--data-dir", str(processor_dir)],
+            [*CLI, "run", "--role", "processor", "--data-dir", str(processor_dir)],  # no collectors: no HEP port
             stdout=subprocess.PIPE,
             stderr=err,
             env=env,
