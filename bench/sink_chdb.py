@@ -1,6 +1,7 @@
 """Insert throughput of BatchSink into the embedded engine (chDB): sip_messages rows.
 
     .venv/bin/python bench/sink_chdb.py [--rows 300000] [--runs 3] [--batch-rows 50000] [--data-dir DIR]
+        [--compare]
 
 One run: N SIP envelopes (a ~600-byte INVITE each, distinct Call-IDs, as the bus
 carries them) are turned into rows with ``schemas.tables.row_from_dict`` (timed
@@ -10,6 +11,11 @@ flushed in a task while adding goes on (one flush at a time). The clock stops
 when the last flush returned, i.e. the engine acknowledged every row. Prints
 rows per second as the median of the runs with their spread. Each run writes into a fresh database of one
 fresh data directory (chDB allows one directory per process).
+
+The store inserts through its chDB fast path (pyarrow, see :mod:`callscope.store.client`);
+``--compare`` also times clickhouse-connect's path (``Store.fast_insert = False``) in
+the same process, run for run alternately, and prints both (the machine's load
+varies: only a same-run comparison means much).
 """
 
 from __future__ import annotations
@@ -137,9 +143,17 @@ async def _one_run(store: Store, rows: list[tuple[Any, ...]], batch_rows: int) -
 
 
 def run(
-    n_rows: int = 300_000, data_dir: str | None = None, *, runs: int = 3, batch_rows: int = 50_000
+    n_rows: int = 300_000,
+    data_dir: str | None = None,
+    *,
+    runs: int = 3,
+    batch_rows: int = 50_000,
+    fast_insert: bool = True,
 ) -> dict[str, Any]:
-    """Measure; return the figures (``rows_per_sec`` is the median of ``runs``)."""
+    """Measure; return the figures (``rows_per_sec`` is the median of ``runs``).
+
+    ``fast_insert=False`` times clickhouse-connect's insert path instead of the chDB fast path.
+    """
     with tempfile.TemporaryDirectory(prefix="callscope-bench-") as tmp:
         directory = Path(data_dir) if data_dir else Path(tmp) / "chdb"
         rates: list[float] = []
@@ -148,6 +162,7 @@ def run(
         for i in range(runs):
             config = StoreConfig(dsn=f"chdb://{directory}", database=f"bench_{int(time.time())}_{i}")
             with Store.open(config) as store:
+                store.fast_insert = store.fast_insert and fast_insert
                 apply_migrations(store, config)
                 envelopes = sip_envelopes(n_rows, seed=i)
                 raw_bytes = sum(len(e["body"]["raw"]) for e in envelopes) / n_rows
@@ -185,11 +200,38 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-rows", type=int, default=50_000)
     parser.add_argument("--data-dir", default=None, help="chDB data directory (default: a temporary one)")
+    parser.add_argument(
+        "--compare", action="store_true", help="also time clickhouse-connect's insert path, alternating runs"
+    )
     args = parser.parse_args()
-    r = run(args.rows, args.data_dir, runs=args.runs, batch_rows=args.batch_rows)
+    if not args.compare:
+        _print("sink_chdb", run(args.rows, args.data_dir, runs=args.runs, batch_rows=args.batch_rows))
+        return
+    results: dict[str, list[dict[str, Any]]] = {"fast": [], "clickhouse-connect": []}
+    with tempfile.TemporaryDirectory(prefix="callscope-bench-") as tmp:
+        directory = args.data_dir or str(Path(tmp) / "chdb")  # one engine directory per process
+        for i in range(args.runs):
+            order = (("fast", True), ("clickhouse-connect", False))
+            for label, fast in order if i % 2 == 0 else order[::-1]:
+                figures = run(args.rows, directory, runs=1, batch_rows=args.batch_rows, fast_insert=fast)
+                results[label].append(figures)
+    for label, figures in results.items():
+        rates = [f["rows_per_sec"] for f in figures]
+        merged = dict(figures[0])
+        merged.update(
+            runs=len(rates),
+            rows_per_sec=round(statistics.median(rates)),
+            rows_per_sec_min=min(rates),
+            rows_per_sec_max=max(rates),
+            row_build_per_sec=round(statistics.median(f["row_build_per_sec"] for f in figures)),
+        )
+        _print(f"sink_chdb[{label}]", merged)
+
+
+def _print(name: str, r: dict[str, Any]) -> None:
     spread = (r["rows_per_sec_max"] - r["rows_per_sec_min"]) / 2
     print(
-        f"sink_chdb: {r['rows_per_sec']:,} rows/s (median of {r['runs']}, ±{spread:,.0f}; "
+        f"{name}: {r['rows_per_sec']:,} rows/s (median of {r['runs']}, ±{spread:,.0f}; "
         f"min {r['rows_per_sec_min']:,}, max {r['rows_per_sec_max']:,}) "
         f"inserting {r['rows']:,} sip_messages rows (~{r['raw_bytes_per_row']} B raw SIP each) "
         f"in batches of {r['batch_rows']:,}; row building alone {r['row_build_per_sec']:,} rows/s"

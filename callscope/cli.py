@@ -70,9 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what this process runs (default: all, the embedded pipeline)",
     )
     run.add_argument("--api-listen", metavar="HOST:PORT", help="API listen address (default 127.0.0.1:8080)")
-    run.add_argument(
-        "--hep-listen", metavar="HOST:PORT", help="HEP address, UDP and TCP (default 127.0.0.1:9060)"
-    )
+    run.add_argument("--hep-listen", metavar="HOST:PORT", help="HEP address, UDP and TCP (default 127.0.0.1:9060)")
 
     mig = sub.add_parser("migrate", help="apply the ClickHouse migrations", description="Apply pending migrations.")
     _add_config(mig)
@@ -103,11 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config(rep)
     rep.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    rep.add_argument("--format", help="input format when it cannot be detected (jsonl)")
+    rep.add_argument(
+        "--format", help="input format when it cannot be detected: jsonl, pcap (pcap/pcapng), hep (raw HEP packets)"
+    )
     rep.add_argument("--node", help="node name to stamp on events that do not carry one")
     rep.add_argument("--to", metavar="URL", help="base URL of a running callscope API")
     rep.add_argument("--token", help="admin API token for --to (or CALLSCOPE_TOKEN)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    demo = sub.add_parser(
+        "demo",
+        help="send generated HEP traffic to a collector",
+        description=(
+            "Send realistic generated HEP3 traffic (answered, busy, cancelled and failed calls over two"
+            " nodes, registrations, OPTIONS keep-alives, RTCP reports, log lines) to a HEP collector, so"
+            " a running 'callscope run' shows data at once. The same --seed gives the same calls."
+        ),
+    )
+    demo.add_argument(
+        "--hep", metavar="HOST:PORT", default="127.0.0.1:9060", help="collector address (default 127.0.0.1:9060)"
+    )
+    demo.add_argument("--calls", type=int, default=50, help="calls to generate (default 50)")
+    demo.add_argument("--rate", type=float, default=500.0, help="packets per second; 0 = as fast as possible")
+    demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    demo.add_argument("--tcp", action="store_true", help="send over one TCP connection instead of UDP")
     return parser
 
 
@@ -230,6 +247,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from callscope import demo
+
+    try:
+        host, port = parse_listen(args.hep)
+    except ValueError as exc:
+        raise ConfigError([("--hep", str(exc))]) from None
+    if port == 0:
+        raise ConfigError([("--hep", "port 0 is not an address to send to")])
+    if args.calls < 1:
+        raise ConfigError([("--calls", "must be at least 1")])
+    if args.rate < 0:
+        raise ConfigError([("--rate", "must be 0 or more")])
+    traffic = demo.generate(args.calls, seed=args.seed, start_us=time.time_ns() // 1000)
+    try:
+        seconds = demo.send(traffic, host, port, rate=args.rate, tcp=args.tcp)
+    except OSError as exc:
+        raise StartupError(f"--hep: cannot send to {args.hep}: {exc.strerror or exc}") from None
+    print(demo.summary(traffic, host, port, seconds, args.tcp))
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -237,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "migrate": cmd_migrate,
         "replay": cmd_replay,
+        "demo": cmd_demo,
     }
     try:
         if args.command in handlers:

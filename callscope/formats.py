@@ -76,7 +76,14 @@ class JsonLines:
                 yield Item(encode(env), kind=env.kind, key=env.key, raw=text)
 
 
-FORMATS: dict[str, Format] = {f.name: f for f in (JsonLines(),)}
+def _builtin_formats() -> dict[str, Format]:
+    # Imported here: the collectors' formats build callscope.formats.Item.
+    from collectors.hep.replay import HepFileFormat, PcapFormat
+
+    return {f.name: f for f in (JsonLines(), PcapFormat(), HepFileFormat())}
+
+
+FORMATS: dict[str, Format] = _builtin_formats()
 
 
 def detect(path: Path) -> Format | None:

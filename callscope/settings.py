@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from collectors.hep.config import HepConfig
+from processors.call_legs.config import CallLegsConfig
 from schemas.envelope import Role
 from schemas.errors import ConfigError
 
@@ -191,6 +192,7 @@ class ProcessorConfig(_Frozen):
     poll_max_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=200, ge=1)
     lag_report_secs: float = Field(default=5.0, gt=0, description="How often consumer lag is measured for /metrics.")
+    call_legs: CallLegsConfig = CallLegsConfig()
 
 
 class CollectorsConfig(_Frozen):

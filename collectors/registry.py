@@ -30,4 +30,9 @@ class Collector(Protocol):
 def build_collectors(settings: Settings, producer: Producer, telemetry: Telemetry) -> list[Collector]:
     """Every collector this configuration enables."""
     out: list[Collector] = []
+    hep = settings.collectors.hep
+    if hep.enabled and (hep.udp or hep.tcp):
+        from collectors.hep.collector import HepCollector
+
+        out.append(HepCollector(hep, settings, producer, telemetry))
     return out

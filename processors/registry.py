@@ -23,10 +23,24 @@ class Processor(Protocol):
 
 def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Telemetry) -> list[Processor]:
     """Every processor this configuration runs, in start order."""
+    from processors.call_legs.app import CallLegsProcessor
     from processors.events.app import EventsProcessor
+    from processors.media_quality.app import MediaQualityProcessor
+    from processors.registrations.app import RegistrationsProcessor
 
     store_config = settings.resolved_store()
     out: list[Processor] = [
         EventsProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
+        CallLegsProcessor(
+            settings.processors,
+            store_config,
+            bus,
+            store,
+            telemetry,
+            node=settings.node,
+            legs=settings.processors.call_legs,
+        ),
+        RegistrationsProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
+        MediaQualityProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
     ]
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.auth import API_PREFIX, require_read
-from api.routes import events, ingest, system
+from api.routes import calls, events, ingest, registrations, system
 
 __all__ = ["API_PREFIX", "api_v1_router", "open_router"]
 
@@ -27,4 +27,6 @@ def api_v1_router() -> APIRouter:
     router.include_router(system.api_router)
     router.include_router(ingest.router)
     router.include_router(events.router)
+    router.include_router(calls.router)
+    router.include_router(registrations.router)
     return router

@@ -39,6 +39,18 @@ server's defaults are; chDB's default is ``async_insert=1``):
 LowCardinality columns are sent as their plain type (the engine converts them),
 so the dictionary encoding runs in the engine, not in Python under the GIL:
 the column types of a table are read once and cached.
+
+With ``chdb://`` an insert that carries a deduplication token takes a faster
+path than clickhouse-connect's (which serialises Native in Python and ingests
+it through a temporary file): the rows become a pyarrow table (the conversion
+runs in C) that the engine reads in place with
+``INSERT INTO t (...) SELECT ... FROM Python(table)`` on a chDB connection of its
+own, with the same settings plus ``deduplicate_insert_select='force_enable'``
+(the token stands for the block hash, which an ``INSERT SELECT`` does not use)
+and ``max_threads=1`` (one stream: the blocks, and so their per-block tokens,
+are the same on a retry). Inserts without a token, columns of types without a
+mapping here (:func:`arrow_types`), and values pyarrow refuses (e.g. ``1`` for a
+Bool) go through clickhouse-connect as before, as does everything over HTTP.
 - with a cluster, ``distributed_foreground_insert=1``: an insert into a
   Distributed table returns after the shards have the rows.
 
@@ -49,6 +61,8 @@ retried by callers that can) carrying the server's message.
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -72,6 +86,45 @@ INSERT_SETTINGS: dict[str, Any] = {
     "optimize_on_insert": 0,
 }
 CLUSTER_INSERT_SETTINGS: dict[str, Any] = {"distributed_foreground_insert": 1}
+#: Added on the chDB fast path (an ``INSERT ... SELECT FROM Python(table)``), see the module.
+FAST_INSERT_SETTINGS: dict[str, Any] = {"deduplicate_insert_select": "force_enable", "max_threads": 1}
+
+
+@functools.cache
+def arrow_types() -> dict[str, Any]:
+    """ClickHouse wire type (LowCardinality unwrapped) -> pyarrow type, for the chDB fast path.
+
+    DateTime64 columns take integer ticks or datetimes (naive = UTC), like clickhouse-connect.
+    pyarrow comes with chdb; it is imported on first use (an HTTP store never needs it).
+    """
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    binary = pa.binary()  # takes str and bytes; the engine reads it as String
+    scalar: dict[str, Any] = {
+        "String": binary,
+        "Bool": pa.bool_(),
+        "UInt8": pa.uint8(),
+        "UInt16": pa.uint16(),
+        "UInt32": pa.uint32(),
+        "UInt64": pa.uint64(),
+        "Int8": pa.int8(),
+        "Int16": pa.int16(),
+        "Int32": pa.int32(),
+        "Int64": pa.int64(),
+        "Float32": pa.float32(),
+        "Float64": pa.float64(),
+        "DateTime": pa.timestamp("s", tz="UTC"),
+        "DateTime('UTC')": pa.timestamp("s", tz="UTC"),
+    }
+    for precision, unit in ((0, "s"), (3, "ms"), (6, "us"), (9, "ns")):
+        scalar[f"DateTime64({precision})"] = pa.timestamp(unit, tz="UTC")
+        scalar[f"DateTime64({precision}, 'UTC')"] = pa.timestamp(unit, tz="UTC")
+    types = dict(scalar)
+    for name, arrow in scalar.items():
+        types[f"Nullable({name})"] = arrow
+        types[f"Array({name})"] = pa.list_(arrow)
+    return types
+
 
 FailInjector = Callable[[], None]
 
@@ -94,8 +147,13 @@ def quote_identifier(name: str) -> str:
 class Store:
     """A connection to the store, bound to one database. Thread-safe for one writer and readers."""
 
-    def __init__(self, client: Any, config: StoreConfig, lock: DirLock | None = None) -> None:
+    def __init__(
+        self, client: Any, config: StoreConfig, lock: DirLock | None = None, engine: Any | None = None
+    ) -> None:
         self._client = client
+        #: A chDB connection of its own for the fast insert path (None over HTTP).
+        self._engine = engine
+        self._engine_lock = threading.Lock()
         self.config = config
         self.database = config.database
         self.embedded = lock is not None
@@ -105,6 +163,9 @@ class Store:
             self._insert_settings.update(CLUSTER_INSERT_SETTINGS)
         self._closed = False
         self._wire_types: dict[str, dict[str, str]] = {}
+        self._arrow_schemas: dict[tuple[str, tuple[str, ...]], Any] = {}
+        #: Use the chDB fast path when it applies (switch off to compare or to rule it out).
+        self.fast_insert = engine is not None
         #: Test hook: called before every insert; raise StoreError to make writes fail.
         self.fail_injector: FailInjector | None = None
 
@@ -113,16 +174,22 @@ class Store:
         """Connect (locking the directory for ``chdb://``) and create and select the database."""
         directory = chdb_dir(config.dsn)
         lock: DirLock | None = None
+        engine: Any | None = None
         if directory is not None:
             lock = DirLock.acquire(directory)
             try:
                 client = _open_chdb(directory)
+                try:
+                    engine = _open_engine(directory)
+                except BaseException:
+                    client.close()
+                    raise
             except BaseException:
                 lock.release()
                 raise
         else:
             client = _open_http(config, connect_attempts)
-        store = cls(client, config, lock)
+        store = cls(client, config, lock, engine)
         try:
             on_cluster = f" ON CLUSTER {quote_identifier(config.cluster)}" if config.cluster else ""
             store.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(config.database)}{on_cluster}")
@@ -179,6 +246,11 @@ class Store:
         names = list(column_names)
         try:
             types = self._wire_types.get(table) or self._load_wire_types(table)
+            if dedup_token and self.fast_insert and self._engine is not None:
+                schema = self._arrow_schema(table, names, types)
+                arrow_table = _to_arrow(schema, rows, column_oriented) if schema is not None else None
+                if arrow_table is not None:
+                    return self._insert_arrow(table, names, arrow_table, settings)
             summary = self._client.insert(
                 table,
                 rows,
@@ -194,6 +266,42 @@ class Store:
         if isinstance(written, int) and written > 0:
             return written
         return len(rows[0]) if column_oriented and rows else len(rows)
+
+    def _arrow_schema(self, table: str, names: list[str], types: Mapping[str, str]) -> Any | None:
+        """The pyarrow schema of ``names`` in ``table``; None when a column has no mapping (cached)."""
+        key = (table, tuple(names))
+        if key in self._arrow_schemas:
+            return self._arrow_schemas[key]
+        import pyarrow as pa
+
+        mapping = arrow_types()
+        arrow = [mapping.get(types.get(name, "")) for name in names]
+        schema = None
+        if all(t is not None for t in arrow):
+            schema = pa.schema([pa.field(name, t) for name, t in zip(names, arrow, strict=True)])
+        self._arrow_schemas[key] = schema
+        return schema
+
+    def _insert_arrow(self, table: str, names: list[str], data: Any, settings: Mapping[str, Any]) -> int:
+        """The chDB fast path: the engine reads the pyarrow table ``data`` in place."""
+        columns = ", ".join(quote_identifier(name) for name in names)
+        options = ", ".join(
+            f"{key} = {_setting_literal(value)}" for key, value in {**settings, **FAST_INSERT_SETTINGS}.items()
+        )
+        sql = (
+            f"INSERT INTO {quote_identifier(self.database)}.{quote_identifier(table)} ({columns}) "  # noqa: S608
+            f"SELECT {columns} FROM Python(data) SETTINGS {options}"
+        )
+        with self._engine_lock:
+            if self._engine is None:
+                raise StoreError(f"insert into {table} failed: the store is closed")
+            try:
+                result = self._engine.query(sql, "TabSeparated")
+            except RuntimeError as exc:  # chdb's ChdbError
+                raise StoreError(f"insert into {table} failed: {_message(exc)}") from exc
+        written = getattr(result, "rows_written", None)
+        count = written() if callable(written) else None
+        return count if isinstance(count, int) and count > 0 else int(data.num_rows)
 
     def _load_wire_types(self, table: str) -> dict[str, str]:
         """Column name -> type to send, LowCardinality unwrapped; cached per table."""
@@ -226,10 +334,16 @@ class Store:
             return
         self._closed = True
         try:
-            self._client.close()
+            with self._engine_lock:
+                engine, self._engine = self._engine, None
+                if engine is not None:
+                    engine.close()
         finally:
-            if self._lock is not None:
-                self._lock.release()
+            try:
+                self._client.close()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
 
     @property
     def closed(self) -> bool:
@@ -249,6 +363,28 @@ def _wire_type(type_name: str) -> str:
     return type_name
 
 
+def _setting_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _to_arrow(schema: Any, rows: Sequence[Sequence[Any]], column_oriented: bool) -> Any | None:
+    """``rows`` (or columns) as a pyarrow table of ``schema``; None when pyarrow refuses a value."""
+    import pyarrow as pa
+
+    try:
+        if column_oriented:
+            arrays = [pa.array(column, field.type) for column, field in zip(rows, schema, strict=True)]
+            return pa.Table.from_arrays(arrays, schema=schema)
+        structs = pa.array(rows, pa.struct(list(schema)))
+        return pa.Table.from_struct_array(structs)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None
+
+
 def _message(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:2000] or type(exc).__name__
 
@@ -264,6 +400,16 @@ def _open_chdb(directory: Path) -> Any:
                 f"directory (one chdb:// directory per process): {text}"
             ) from None
         raise StartupError(f"cannot open the embedded engine at {directory}: {text}") from None
+
+
+def _open_engine(directory: Path) -> Any:
+    """A chDB connection of the store's own, on the engine clickhouse-connect just opened."""
+    import chdb
+
+    try:
+        return chdb.connect(str(directory.resolve()))  # type: ignore[no-untyped-call]
+    except RuntimeError as exc:
+        raise StartupError(f"cannot open the embedded engine at {directory}: {_message(exc)}") from None
 
 
 def _open_http(config: StoreConfig, attempts: int) -> Any:

@@ -255,8 +255,9 @@ class BatchSink:
     def _insert(self, batch: _Batch) -> int:
         if self.fail_injector is not None:
             self.fail_injector()
-        columns = list(zip(*batch.rows, strict=True))
-        self.store.insert(self.table, columns, self.columns, dedup_token=batch.token, column_oriented=True)
+        # Row tuples as they are: the chDB fast path turns them into columns in C (pyarrow), and
+        # clickhouse-connect pivots them itself.
+        self.store.insert(self.table, batch.rows, self.columns, dedup_token=batch.token)
         return len(batch.rows)
 
     async def _sleep(self, delay: float) -> None:

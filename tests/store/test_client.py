@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,79 @@ def test_close_is_idempotent(store_config: StoreConfig) -> None:
     extra.close()
     extra.close()
     assert extra.closed
+
+
+_TYPED_TABLE = """
+CREATE TABLE typed (
+    id String,
+    lc LowCardinality(String),
+    ts DateTime64(6, 'UTC'),
+    at DateTime,
+    flag Bool,
+    port UInt16,
+    big UInt64,
+    delta Int64,
+    ratio Float32,
+    rtt Nullable(Float64),
+    ended Nullable(DateTime64(6, 'UTC')),
+    tags Array(String),
+    raw String
+) ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 100
+"""
+
+
+def _typed_rows(prefix: str) -> list[tuple[object, ...]]:
+    aware = datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    naive = datetime(2024, 3, 1, 10, 0, 1)  # naive = UTC
+    return [
+        (f"{prefix}1", "udp", 1_709_294_400_000_001, aware, True, 5060, 2**63, -5, 0.5, 12.25, None, ["a", "b"], b"x"),
+        (f"{prefix}2", "tcp", 1_709_294_401_999_999, naive, False, 65535, 0, 7, 1.5, None, aware, [], b"\xff\x00b"),
+    ]
+
+
+def test_fast_insert_stores_the_same_values_as_clickhouse_connect(store: Store) -> None:
+    assert store.fast_insert  # chdb:// with a token takes the pyarrow path
+    store.command(_TYPED_TABLE)
+    names = ("id", "lc", "ts", "at", "flag", "port", "big", "delta", "ratio", "rtt", "ended", "tags", "raw")
+    assert store.insert("typed", _typed_rows("f"), names, dedup_token="fast") == 2
+    store.fast_insert = False
+    assert store.insert("typed", _typed_rows("c"), names, dedup_token="slow") == 2
+    store.fast_insert = True
+    columns = ", ".join(names[1:])
+    fast = store.query_rows(f"SELECT {columns}, toString(raw) FROM typed WHERE id LIKE 'f%' ORDER BY id")[1]
+    slow = store.query_rows(f"SELECT {columns}, toString(raw) FROM typed WHERE id LIKE 'c%' ORDER BY id")[1]
+    assert fast == slow
+    ts = store.query_rows("SELECT toUnixTimestamp64Micro(ts) FROM typed WHERE id = 'f1'")[1]
+    assert ts == [(1_709_294_400_000_001,)]
+
+
+def test_fast_insert_deduplicates_a_retried_batch_by_token(store: Store) -> None:
+    store.command(_TYPED_TABLE)
+    names = ("id", "lc", "ts", "at", "flag", "port", "big", "delta", "ratio", "rtt", "ended", "tags", "raw")
+    for _ in range(3):
+        store.insert("typed", _typed_rows("r"), names, dedup_token="same-batch")
+    columns = list(zip(*_typed_rows("r"), strict=True))
+    store.insert("typed", columns, names, dedup_token="same-batch", column_oriented=True)
+    assert store.query("SELECT count() AS n FROM typed") == [{"n": 2}]
+    store.insert("typed", _typed_rows("r"), names, dedup_token="another-batch")
+    assert store.query("SELECT count() AS n FROM typed") == [{"n": 4}]
+
+
+def test_values_pyarrow_refuses_go_through_clickhouse_connect(store: Store) -> None:
+    store.command("CREATE TABLE flags (id String, flag Bool, day Date) ENGINE = MergeTree ORDER BY id")
+    store.insert("flags", [("a", 1, date(2024, 3, 1))], ("id", "flag", "day"), dedup_token="t1")  # Date: no mapping
+    store.command("CREATE TABLE ints (id String, flag Bool) ENGINE = MergeTree ORDER BY id")
+    store.insert("ints", [("a", 1), ("b", 0)], ("id", "flag"), dedup_token="t2")  # an int for a Bool
+    assert store.query("SELECT id, flag FROM ints ORDER BY id") == [
+        {"id": "a", "flag": True},
+        {"id": "b", "flag": False},
+    ]
+    assert store.query("SELECT flag, day FROM flags") == [{"flag": True, "day": date(2024, 3, 1)}]
+
+
+def test_fast_insert_errors_are_store_errors(store: Store) -> None:
+    store.command("CREATE TABLE small (id String, port UInt16) ENGINE = MergeTree ORDER BY id")
+    store.insert("small", [("a", 1)], ("id", "port"), dedup_token="t")
+    store.command("DROP TABLE small SYNC")
+    with pytest.raises(StoreError, match=r"insert into small failed: .*UNKNOWN_TABLE"):
+        store.insert("small", [("a", 1)], ("id", "port"), dedup_token="t")  # cached types, table gone

@@ -18,7 +18,7 @@ ALL_TABLES = (*TABLES.values(), DEADLETTERS)
 
 def test_every_kind_has_a_table_and_columns() -> None:
     assert set(TABLES) == set(KINDS)
-    assert set(COLUMNS) == set(ALL_TABLES)
+    assert set(ALL_TABLES) <= set(COLUMNS)  # raw tables; processors add theirs
 
 
 def test_columns_match_the_migrated_tables(migrated_store: Store) -> None:

@@ -1,0 +1,205 @@
+"""End to end: HEP over UDP into ``callscope run`` (embedded), until stored in sip_messages.
+
+    .venv/bin/python bench/e2e_hep.py [--messages N] [--rate PER_SEC]
+
+Starts ``callscope run`` in a subprocess on OS-given ports (API and HEP), starts a sender
+process that blasts N distinct HEP3/SIP packets at a fixed rate, then polls
+``GET /api/v1/events/stats`` until the stored SIP count reaches N (or stops growing for
+15 s). Prints and returns:
+
+- ``e2e_embedded_msgs_per_sec``: N stored / seconds from the first packet sent to the last stored;
+- ``e2e_embedded_lost``: sent - stored;
+- ``collector_rss_mb``: the peak RSS (VmHWM) of the ``callscope run`` process;
+- ``send_secs``: how long sending took (the offered rate is N / send_secs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+API_LINE = re.compile(r"api:\s+(http://127\.0\.0\.1:\d+)")
+HEP_LINE = re.compile(r"hep:\s+\S+ 127\.0\.0\.1:(\d+)")
+STALL_SECS = 15.0
+
+
+def _packets(n: int, seed: int) -> list[bytes]:
+    from collectors.hep.decode import HepPacket, encode_hep3
+
+    base = 1_700_000_000
+    out = []
+    for i in range(n):
+        call_id = f"bench-{seed}-{i:09d}@10.1.0.1"
+        sip = (
+            f"INVITE sip:{i % 1000}@10.1.0.2 SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 10.1.0.1:5060;branch=z9hG4bK{i:010d}\r\n"
+            "Max-Forwards: 70\r\n"
+            f"From: <sip:caller@10.1.0.1>;tag={i:08x}\r\n"
+            f"To: <sip:{i % 1000}@10.1.0.2>\r\n"
+            f"Call-ID: {call_id}\r\n"
+            "CSeq: 1 INVITE\r\n"
+            "Contact: <sip:caller@10.1.0.1:5060>\r\n"
+            "User-Agent: callscope-bench\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        pkt = HepPacket(
+            version=3,
+            family=2,
+            protocol=17,
+            src_ip="10.1.0.1",
+            src_port=5060,
+            dst_ip="10.1.0.2",
+            dst_port=5060,
+            ts_sec=base + i // 1000,
+            ts_usec=(i % 1000) * 1000,
+            payload=sip,
+            capture_id=1,
+        )
+        out.append(encode_hep3(pkt))
+    return out
+
+
+def _sender(port: int, n: int, rate: float, seed: int, ready: Any, go: Any, result: Any) -> None:
+    packets = _packets(n, seed)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.connect(("127.0.0.1", port))
+    ready.set()
+    go.wait()
+    started = time.monotonic()
+    slot = max(1, int(rate / 1000))  # packets per 1 ms
+    send = sock.send
+    for i in range(0, n, slot):
+        for pkt in packets[i : i + slot]:
+            send(pkt)
+        due = started + (i + slot) / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    result.value = time.monotonic() - started
+    sock.close()
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    match = re.search(r"VmHWM:\s+(\d+) kB", text)
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def _start(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[str], str, int]:
+    env = dict(os.environ, CALLSCOPE_LOG__LEVEL="warning", **env_extra)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "callscope.cli",
+            "run",
+            "--data-dir",
+            str(data_dir),
+            "--api-listen",
+            "127.0.0.1:0",
+            "--hep-listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    url = port = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"callscope run exited early ({proc.wait()})")
+        if m := API_LINE.search(line):
+            url = m.group(1)
+        if m := HEP_LINE.search(line):
+            port = int(m.group(1))
+        if "stop with Ctrl-C" in line:
+            break
+    if url is None or port is None:
+        proc.kill()
+        raise RuntimeError("no api/hep line in the banner")
+    while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:  # readiness over HTTP
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("/readyz never answered 200")
+        time.sleep(0.1)
+    return proc, url, port
+
+
+def _stored(url: str, token: str) -> int:
+    doc = httpx.get(f"{url}/api/v1/events/stats", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+    return int(doc["tables"].get("sip", {}).get("events", 0))
+
+
+def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
+    """One run; returns the figures (see the module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-hep-") as tmp:
+        data_dir = Path(tmp) / "data"
+        proc, url, port = _start(data_dir, env_extra or {})
+        try:
+            token = (data_dir / "api-token").read_text().strip()
+            ctx = mp.get_context("spawn")
+            ready, go, result = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
+            sender = ctx.Process(target=_sender, args=(port, n, rate, os.getpid(), ready, go, result))
+            sender.start()
+            ready.wait(300)
+            started = time.monotonic()
+            go.set()
+            stored, last_change, last_value = 0, time.monotonic(), -1
+            while stored < n:
+                time.sleep(0.25)
+                stored = _stored(url, token)
+                if stored != last_value:
+                    last_value, last_change = stored, time.monotonic()
+                elif time.monotonic() - last_change > STALL_SECS and not sender.is_alive():
+                    break
+            elapsed = (last_change if stored < n else time.monotonic()) - started
+            sender.join(60)
+            return {
+                "messages": n,
+                "offered_rate": rate,
+                "send_secs": round(result.value, 2),
+                "e2e_embedded_msgs_per_sec": round(stored / elapsed) if elapsed > 0 else 0,
+                "e2e_embedded_lost": n - stored,
+                "collector_rss_mb": round(_rss_mb(proc.pid), 1),
+            }
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=30_000.0, help="packets per second offered")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.messages, args.rate), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

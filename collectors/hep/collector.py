@@ -1,0 +1,434 @@
+"""The HEP collector's I/O shell: UDP and TCP in, envelopes on the bus.
+
+- UDP: a plain socket read with ``recv_into`` in a dedicated thread (asyncio datagram
+  endpoints lose most packets past ~40k pkt/s; see FACTS.md) into a bounded queue.
+  A full queue drops the packet and counts it (``events_dropped{reason="queue_full"}``).
+- TCP: an asyncio server on the same address (the OS-given UDP port is reused when the
+  port is 0); streams are framed by the HEP3 length. A connection that sends bytes that
+  are not HEP3 is counted, dead-lettered (its first bytes) and closed. TCP waits for room
+  in the queue instead of dropping (the sender's window is the backpressure).
+- One consumer coroutine drains the queue in batches: decode, auth key check (constant
+  time), keep-alives skipped, :func:`collectors.hep.events.envelope_from_hep`, then
+  ``send_many`` per topic. Whatever fails to decode goes to ``callscope.deadletter``.
+
+Delivery: at-most-once from the wire (UDP has no retry); once a packet is in the queue it
+is published or counted, and ``run`` returns only after the queue is drained and the
+producer flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hmac
+import socket
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from callscope.bus.base import Producer
+from callscope.settings import Settings, parse_listen
+from callscope.telemetry import Telemetry
+from collectors.hep.config import HepConfig
+from collectors.hep.decode import HepError, decode, frame_stream
+from collectors.hep.events import envelope_from_hep
+from schemas.errors import DecodeError, StartupError
+from schemas.topics import DEADLETTER, deadletter_record, topic_for
+
+COMPONENT = "hep"
+_DRAIN_CHUNK = 512  # packets processed between yields to the event loop
+_DEADLETTER_HEAD = 256  # bytes of a bad TCP stream kept in its dead-letter record
+_BIND_ATTEMPTS = 20
+_TCP_READ = 65536
+_TCP_GRACE_SECS = 0.5  # at stop, open TCP connections may finish for this long before they are cut
+
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
+
+
+def packets_counter(telemetry: Telemetry) -> Counter:
+    """``callscope_hep_packets_total{transport, result}``, registered once per registry."""
+    counter = _METRICS.get(telemetry.registry)
+    if counter is None:
+        counter = Counter(
+            "callscope_hep_packets_total",
+            "HEP packets the collector read, by transport and outcome.",
+            ["transport", "result"],
+            registry=telemetry.registry,
+        )
+        _METRICS[telemetry.registry] = counter
+    return counter
+
+
+class HepCollector:
+    """HEP v1/v2/v3 over UDP and TCP (Kamailio, OpenSIPS, rtpengine, heplify, sngrep)."""
+
+    name = COMPONENT
+
+    def __init__(self, config: HepConfig, settings: Settings, producer: Producer, telemetry: Telemetry) -> None:
+        self.config = config
+        self.settings = settings
+        self.producer = producer
+        self.telemetry = telemetry
+        self.ready = asyncio.Event()
+        self.log = telemetry.logger(COMPONENT)
+        self.address: tuple[str, int] | None = None  # the bound (host, port), once ready
+        self.rcvbuf: int | None = None  # SO_RCVBUF the kernel granted
+        self._auth = config.auth_key.encode() if config.auth_key is not None else None
+        self._queue: deque[tuple[bytes, int, str]] = deque()  # (packet, received_us, transport)
+        self._udp: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._conns: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()  # set by the consumer when it took packets off the queue
+        self._sleeping = False
+        self._stopping = False
+        self._closing_udp = False
+        self._running = False
+        self._queue_full_udp = 0  # counted in the receive thread, published by the consumer
+        self._queue_full_published = 0
+        self._packets = packets_counter(telemetry)
+        self._received = {k: telemetry.events_received.labels(COMPONENT, k) for k in ("sip", "rtcp", "log")}
+        self._sent = {k: telemetry.events_sent.labels(COMPONENT, k) for k in ("sip", "rtcp", "log")}
+
+    # ------------------------------------------------------------------ protocol
+    def describe(self) -> str:
+        transports = "+".join(t for t, on in (("udp", self.config.udp), ("tcp", self.config.tcp)) if on)
+        if self.address is None:
+            return f"{transports} {self.config.listen} (HEP v1/v2/v3, not bound)"
+        host, port = self.address
+        shown = f"[{host}]" if ":" in host else host
+        return f"{transports} {shown}:{port} (HEP v1/v2/v3)"
+
+    def healthcheck(self) -> bool:
+        if not self._running or self._stopping:
+            return False
+        if self.config.udp and (self._thread is None or not self._thread.is_alive()):
+            return False
+        return not (self.config.tcp and (self._server is None or not self._server.is_serving()))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._bind()
+        consumer = asyncio.create_task(self._consume(), name="hep-consumer")
+        self._running = True
+        self.telemetry.component_up.labels(COMPONENT).set(1)
+        self.log.info("listening", listen=self.describe(), rcvbuf=self.rcvbuf)
+        self.ready.set()
+        try:
+            stop_wait = asyncio.create_task(stop.wait())
+            await asyncio.wait([stop_wait, consumer], return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            if consumer.done():
+                consumer.result()  # the consumer failed: re-raise
+        finally:
+            self.telemetry.component_up.labels(COMPONENT).set(0)
+            await self._close_intake()
+            self._stopping = True
+            self._wake.set()
+            self._room.set()
+            if not consumer.done():
+                await consumer
+            await self.producer.flush()
+            self._running = False
+            self.log.info("stopped")
+
+    # ------------------------------------------------------------------ binding
+    async def _bind(self) -> None:
+        host, port = parse_listen(self.config.listen)
+        last: OSError | None = None
+        for _ in range(_BIND_ATTEMPTS if port == 0 else 1):
+            udp = self._bind_udp(host, port) if self.config.udp else None
+            want = udp.getsockname()[1] if udp is not None else port
+            try:
+                if self.config.tcp:
+                    self._server = await asyncio.start_server(
+                        self._handle_tcp, host, want, reuse_address=True, backlog=1024, limit=_TCP_READ * 2
+                    )
+                    want = self._server.sockets[0].getsockname()[1]
+            except OSError as exc:
+                if udp is not None:
+                    udp.close()
+                last = exc
+                if exc.errno == errno.EADDRINUSE and port == 0:
+                    continue  # the OS gave UDP a port that TCP has in use: ask again
+                break
+            self._udp = udp
+            self.address = (host, want)
+            if udp is not None:
+                self._thread = threading.Thread(target=self._recv_loop, args=(udp,), name="hep-udp", daemon=True)
+                self._thread.start()
+            return
+        detail = last.strerror if last is not None and last.strerror else str(last)
+        raise StartupError(f"collectors.hep.listen: cannot listen on {self.config.listen} (tcp): {detail}")
+
+    def _bind_udp(self, host: str, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            want = self.config.recv_buffer_bytes
+            try:  # root (CAP_NET_ADMIN) may exceed net.core.rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), want)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, want)
+            self.rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            if self.rcvbuf < want:
+                self.log.warning(
+                    "udp receive buffer smaller than asked (raise net.core.rmem_max)", asked=want, got=self.rcvbuf
+                )
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise StartupError(
+                f"collectors.hep.listen: cannot listen on {self.config.listen} (udp): {exc.strerror or exc}"
+            ) from None
+        return sock
+
+    # ------------------------------------------------------------------ UDP thread
+    def _recv_loop(self, sock: socket.socket) -> None:
+        """Read datagrams until the socket is shut down; never touches the event loop but to wake it."""
+        buf = bytearray(self.config.max_packet_bytes + 1)
+        view = memoryview(buf)
+        queue = self._queue
+        limit = self.config.queue_max_packets
+        recv_into = sock.recv_into
+        now = time.time_ns
+        wake = self._wake_threadsafe
+        while True:
+            try:
+                n = recv_into(buf)
+            except OSError:
+                if self._closing_udp:
+                    return
+                continue
+            if n == 0 and self._closing_udp:
+                return
+            if len(queue) >= limit:
+                self._queue_full_udp += 1
+            else:
+                queue.append((bytes(view[:n]), now() // 1000, "udp"))
+            if self._sleeping:
+                wake()
+
+    def _wake_threadsafe(self) -> None:
+        self._sleeping = False
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+    # ------------------------------------------------------------------ TCP
+    async def _handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        buf = bytearray()
+        peer = writer.get_extra_info("peername")
+        try:
+            while True:
+                chunk = await reader.read(_TCP_READ)
+                if not chunk:
+                    if buf:
+                        self._packets.labels("tcp", "truncated").inc()
+                        self.telemetry.errors.labels(COMPONENT, "tcp_truncated").inc()
+                    return
+                buf += chunk
+                while True:  # frame_stream hands out the good packets before it raises for what follows
+                    try:
+                        packets = frame_stream(buf)
+                    except HepError as exc:
+                        await self._bad_stream(exc, bytes(buf[:_DEADLETTER_HEAD]), peer)
+                        return
+                    if not packets:
+                        break
+                    await self._enqueue_tcp(packets)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.telemetry.errors.labels(COMPONENT, "tcp_reset").inc()
+        finally:
+            self._conns.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    async def _enqueue_tcp(self, packets: list[bytes]) -> None:
+        limit = self.config.queue_max_packets
+        received = time.time_ns() // 1000
+        for pkt in packets:
+            while len(self._queue) >= limit and not self._stopping:
+                self._room.clear()  # backpressure: the peer's TCP window fills meanwhile
+                await self._room.wait()
+            if len(self._queue) >= limit:
+                self._drop("tcp", "queue_full")
+                continue
+            self._queue.append((pkt, received, "tcp"))
+        self._wake.set()
+
+    async def _bad_stream(self, exc: HepError, head: bytes, peer: Any) -> None:
+        self.log.warning("closing a TCP connection that is not HEP3", peer=str(peer), reason=exc.reason)
+        self._packets.labels("tcp", "bad_stream").inc()
+        self.telemetry.errors.labels(COMPONENT, f"tcp_{exc.reason}").inc()
+        self.telemetry.deadletters.labels(COMPONENT, exc.reason).inc()
+        record = deadletter_record(
+            component=COMPONENT,
+            reason=exc.reason,
+            detail=f"tcp stream from {peer}: {exc}",
+            raw=head,
+            node=self.settings.node,
+        )
+        await self.producer.send(DEADLETTER, record, None)
+
+    # ------------------------------------------------------------------ consumer
+    async def _consume(self) -> None:
+        queue = self._queue
+        max_batch = self.config.batch_max_messages
+        max_age = self.config.batch_max_age_ms / 1000
+        out: dict[str, list[tuple[bytes | None, bytes]]] = {}
+        pending = 0
+        oldest = 0.0
+        while True:
+            self._publish_udp_drops()
+            if not queue:
+                if pending:
+                    pending = await self._publish(out)
+                if self._stopping:
+                    return
+                self._wake.clear()
+                self._sleeping = True
+                if not queue:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), max_age)
+                self._sleeping = False
+                continue
+            if not pending:
+                oldest = time.monotonic()
+            popleft = queue.popleft
+            for _ in range(min(len(queue), _DRAIN_CHUNK, max_batch - pending)):
+                raw, received_us, transport = popleft()
+                pending += self._process(raw, received_us, transport, out)
+            self._room.set()
+            if pending >= max_batch or time.monotonic() - oldest >= max_age:
+                pending = await self._publish(out)
+            else:
+                await asyncio.sleep(0)  # let the TCP readers, the API and the processors run
+
+    def _process(
+        self, raw: bytes, received_us: int, transport: str, out: dict[str, list[tuple[bytes | None, bytes]]]
+    ) -> int:
+        """Decode one packet into ``out``; return how many messages it added (0 or 1)."""
+        try:
+            pkt = decode(raw)
+        except HepError as exc:
+            return self._deadletter(exc, raw, transport, out)
+        if self._auth is not None and not hmac.compare_digest(pkt.auth_key or b"", self._auth):
+            self._drop(transport, "auth")
+            return 0
+        if pkt.keepalive:
+            self._packets.labels(transport, "keepalive").inc()
+            return 0
+        try:
+            kind, key, envelope = envelope_from_hep(
+                pkt,
+                topology=self.settings.topology,
+                hep=self.config,
+                received_us=received_us,
+                collector_node=self.settings.node,
+            )
+        except DecodeError as exc:
+            return self._deadletter(exc, raw, transport, out)
+        topic = topic_for(kind)
+        batch = out.get(topic)
+        if batch is None:
+            batch = out[topic] = []
+        batch.append((key.encode(), envelope))
+        self._counter(self._received, self.telemetry.events_received, kind).inc()
+        return 1
+
+    def _deadletter(
+        self, exc: DecodeError, raw: bytes, transport: str, out: dict[str, list[tuple[bytes | None, bytes]]]
+    ) -> int:
+        reason = exc.reason
+        self._packets.labels(transport, "invalid").inc()
+        self.telemetry.errors.labels(COMPONENT, reason).inc()
+        self.telemetry.deadletters.labels(COMPONENT, reason).inc()
+        record = deadletter_record(
+            component=COMPONENT, reason=reason, detail=str(exc), raw=raw, node=self.settings.node
+        )
+        out.setdefault(DEADLETTER, []).append((None, record))
+        return 1
+
+    def _drop(self, transport: str, reason: str) -> None:
+        self._packets.labels(transport, reason).inc()
+        self.telemetry.events_dropped.labels(COMPONENT, reason).inc()
+
+    def _publish_udp_drops(self) -> None:
+        # Only the receive thread writes _queue_full_udp, only this coroutine _queue_full_published.
+        n = self._queue_full_udp - self._queue_full_published
+        if n:
+            self._queue_full_published += n
+            self._packets.labels("udp", "queue_full").inc(n)
+            self.telemetry.events_dropped.labels(COMPONENT, "queue_full").inc(n)
+
+    async def _publish(self, out: dict[str, list[tuple[bytes | None, bytes]]]) -> int:
+        for topic, items in list(out.items()):
+            if not items:
+                continue
+            await self.producer.send_many(topic, items)
+            kind = topic.rsplit(".", 1)[-1]
+            if topic != DEADLETTER:
+                self._counter(self._sent, self.telemetry.events_sent, kind).inc(len(items))
+                self.telemetry.last_event_ts.labels(COMPONENT).set(time.time())
+            self._packets.labels("all", "published" if topic != DEADLETTER else "deadlettered").inc(len(items))
+        out.clear()
+        return 0
+
+    @staticmethod
+    def _counter(cache: dict[str, Any], metric: Counter, kind: str) -> Any:
+        child = cache.get(kind)
+        if child is None:
+            child = cache[kind] = metric.labels(COMPONENT, kind)
+        return child
+
+    # ------------------------------------------------------------------ shutdown
+    async def _close_intake(self) -> None:
+        """Stop reading: close the listeners, let open TCP connections finish what they sent, stop the thread."""
+        if self._server is not None:
+            self._server.close()
+            if self._conns:  # connections that are closing get a moment to hand over what they sent
+                await asyncio.wait(list(self._conns), timeout=_TCP_GRACE_SECS)
+            for task in list(self._conns):
+                task.cancel()
+            if self._conns:
+                await asyncio.gather(*self._conns, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        udp = self._udp
+        if udp is not None:
+            self._closing_udp = True
+            _shutdown_udp(udp, self.address)
+            thread = self._thread
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 5)
+            self._udp = None
+            udp.close()
+
+
+def _shutdown_udp(sock: socket.socket, address: tuple[str, int] | None) -> None:
+    """Wake a thread blocked in ``recv_into``: shutdown() (Linux wakes readers) and an empty datagram."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    if address is None:
+        return
+    host, port = address
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as waker:
+        waker.sendto(b"", (host, port))

@@ -1,0 +1,593 @@
+"""Pure core of the call_legs processor: SIP envelopes in, ``call_legs``/``call_links`` rows out.
+
+One leg per dialog: Call-ID + the caller's from-tag, merged over every node that
+saw it. No I/O and no clock: :meth:`LegCorrelator.feed` takes one envelope,
+:meth:`LegCorrelator.expire` takes the caller's ``now``.
+
+Counting. A SIP message is identified by ``(CSeq, method, status, bottom Via
+branch, To tag of a response)``: the bottom Via is the originator's, so the copy
+a proxy relays (with its own Via on top) is the same message. The first copy
+counts in ``message_count``; a copy on another hop (node, source, destination)
+only adds its node; a copy again on a hop that already carried it is a
+retransmission. An envelope id seen before (a bus redelivery) changes nothing.
+
+State is derived from facts, not from arrival order, so out-of-order messages
+(a BYE's 200 stamped before the BYE, a 180 fed after the 200) give the same row:
+
+- ``completed``: a BYE (or its 2xx) in the answered dialog; ``ended_by`` is
+  ``caller`` when the BYE's From tag is the leg's from-tag, else ``callee``;
+  ``ended_at`` is the earlier of the BYE and its answer;
+- ``answered``: a 2xx to the initial INVITE (the first one: other forks' 2xx and
+  BYEs to other forks' to-tags do not change the leg);
+- ``cancelled``: a 487, or any failure after the caller's CANCEL; ended_by ``caller``;
+- ``failed``: another 3xx-6xx. With forking, a 2xx wins over failures, and among
+  failures the one sent to the caller's address (the first INVITE's source) wins;
+- ``timeout``: closed by :meth:`expire` (``ended_by`` ``system``,
+  ``ended_at`` the deadline, no duration);
+- ``ringing`` (an 18x), else ``live``.
+
+A 401/407 ends the attempt as ``failed``; the authenticated INVITE that follows
+(same Call-ID and from-tag, higher CSeq, no To tag) reopens the leg.
+Only an INVITE creates a leg: OPTIONS, MESSAGE, SUBSCRIBE, NOTIFY, REGISTER ...
+are counted only when they belong to a known INVITE dialog. A response seen
+before its INVITE opens a pending leg that writes no row until the INVITE arrives.
+
+Timeouts (:class:`processors.call_legs.config.CallLegsConfig`) count from the
+last message of the dialog (event time), so the row a timeout writes is the same
+whichever process computes it and when.
+
+Every change of a row's content gives a new row with a higher ``version``
+(``max(previous + 1, microseconds of updated_at)``). Each row carries the leg's
+``checkpoint`` (JSON) so a restarted shell can :meth:`LegCorrelator.restore` it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from processors.call_legs.config import CallLegsConfig
+from schemas.envelope import SipEnvelope
+from schemas.tables import micros
+
+FINAL_STATES = frozenset({"completed", "failed", "cancelled", "timeout"})
+LIVE_STATES = ("live", "ringing", "answered")
+VIA_HEP = "hep_correlation_id"
+VIA_SESSION = "session_id"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _dt(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _ms(delta_us: int) -> int:
+    return max(0, (delta_us + 500) // 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class LegRow:
+    """One version of a ``call_legs`` row (columns of ``schemas.tables.COLUMNS['call_legs']``)."""
+
+    id: str
+    call_id: str
+    leg_id: str
+    from_tag: str
+    to_tag: str
+    caller: str
+    callee: str
+    caller_display: str
+    pai: str
+    request_uri: str
+    started_at: datetime
+    ringing_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    pdd_ms: int | None
+    setup_ms: int | None
+    duration_secs: float | None
+    status: int
+    reason: str
+    reason_header: str
+    ended_by: str
+    state: str
+    nodes: tuple[str, ...]
+    src_ip: str
+    dst_ip: str
+    user_agent: str
+    codecs: tuple[str, ...]
+    correlation_ids: tuple[str, ...]
+    x_cid: str
+    session_id: str
+    message_count: int
+    retransmissions: int
+    reinvites: int
+    version: int
+    updated_at: datetime
+    checkpoint: str
+
+    def values(self) -> tuple[Any, ...]:
+        """Values in column order, ready for :class:`callscope.store.sink.BatchSink`."""
+        out: list[Any] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            out.append(value)
+        return tuple(out)
+
+    def golden(self) -> dict[str, Any]:
+        """The row's content without version bookkeeping (for tests and comparisons)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("id", "version", "checkpoint"):
+            data.pop(name)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    """One ``call_links`` row."""
+
+    id: str
+    call_id: str
+    linked_call_id: str
+    via: str
+    value: str
+    ts: datetime
+
+    def values(self) -> tuple[Any, ...]:
+        return (self.id, self.call_id, self.linked_call_id, self.via, self.value, self.ts)
+
+
+Output = LegRow | LinkRow
+
+
+@dataclass
+class _Leg:
+    """In-flight state of one leg; every field survives a JSON round trip (the checkpoint)."""
+
+    call_id: str
+    from_tag: str
+    first_ts: int
+    last_ts: int
+    invite_ts: int | None = None
+    invite_cseq: int = 0
+    caller: str = ""
+    callee: str = ""
+    caller_display: str = ""
+    pai: str = ""
+    request_uri: str = ""
+    src_ip: str = ""
+    dst_ip: str = ""
+    caller_ep: str = ""
+    user_agent: str = ""
+    session_id: str = ""
+    x_cid: str = ""
+    ringing_ts: int | None = None
+    answered_ts: int | None = None
+    answer_to_tag: str = ""
+    answer_status: int = 0
+    answer_reason: str = ""
+    final_status: int = 0
+    final_reason: str = ""
+    final_ts: int | None = None
+    final_to_tag: str = ""
+    final_at_caller: bool = False
+    cancel_ts: int | None = None
+    cancel_cseq: int = 0
+    bye_ts: int | None = None
+    bye_by: str = ""
+    reason_header: str = ""
+    timeout_at: int | None = None
+    codecs: list[str] = field(default_factory=list)
+    codecs_from_answer: bool = False
+    nodes: list[str] = field(default_factory=list)
+    correlation_ids: list[str] = field(default_factory=list)
+    messages: dict[str, list[str]] = field(default_factory=dict)
+    seen_ids: list[str] = field(default_factory=list)
+    message_count: int = 0
+    retransmissions: int = 0
+    reinvites: int = 0
+    links: list[str] = field(default_factory=list)
+    version: int = 0
+    fingerprint: str = ""
+
+    @property
+    def leg_id(self) -> str:
+        return f"{self.call_id}:{self.from_tag}"
+
+    def state(self) -> str:
+        cancelled = self.cancel_ts is not None and self.cancel_cseq == self.invite_cseq
+        if self.bye_ts is not None:
+            return "completed"
+        if self.answered_ts is not None:
+            return "timeout" if self.timeout_at is not None else "answered"
+        if self.final_ts is not None:
+            return "cancelled" if self.final_status == 487 or cancelled else "failed"
+        if self.timeout_at is not None:
+            return "cancelled" if cancelled else "timeout"
+        if self.ringing_ts is not None:
+            return "ringing"
+        return "live"
+
+    def closed_at(self) -> int:
+        return max(self.last_ts, self.timeout_at or 0)
+
+
+class LegCorrelator:
+    """Legs in flight, keyed by Call-ID then from-tag. See the module docstring."""
+
+    def __init__(self, config: CallLegsConfig | None = None) -> None:
+        self.config = config or CallLegsConfig()
+        self._legs: dict[str, dict[str, _Leg]] = {}
+        self.ignored = 0  # messages that belong to no INVITE dialog
+
+    # -- state inspection -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._legs.values())
+
+    def leg_ids(self) -> list[str]:
+        return [leg.leg_id for legs in self._legs.values() for leg in legs.values()]
+
+    def restore(self, checkpoint: str) -> str:
+        """Take back a leg from a row's ``checkpoint``; returns its leg_id. Replaces a leg already held."""
+        data = orjson.loads(checkpoint)
+        leg = _Leg(**data)
+        self._legs.setdefault(leg.call_id, {})[leg.from_tag] = leg
+        return leg.leg_id
+
+    # -- feeding ----------------------------------------------------------------------------
+
+    def feed(self, env: SipEnvelope) -> list[Output]:
+        """Apply one SIP message; return the rows it changed (none for a replay or an unrelated message)."""
+        b = env.body
+        method = (b.method or "").upper()
+        ts = micros(env.ts)
+        from_tag, to_tag = b.from_tag or "", b.to_tag or ""
+        legs = self._legs.get(b.call_id)
+        leg: _Leg | None = None
+        if legs:
+            leg = legs.get(from_tag) or (legs.get(to_tag) if to_tag else None)
+        if leg is None:
+            if method != "INVITE" or (b.is_request and to_tag) or not from_tag:
+                self.ignored += 1
+                return []
+            leg = _Leg(call_id=b.call_id, from_tag=from_tag, first_ts=ts, last_ts=ts)
+            self._legs.setdefault(b.call_id, {})[from_tag] = leg
+        if env.id in leg.seen_ids:
+            return []
+        leg.seen_ids.append(env.id)
+        if len(leg.seen_ids) > self.config.seen_ids_max:
+            del leg.seen_ids[0]
+
+        status = b.status or 0
+        branch = b.via_branches[-1] if b.via_branches else (b.via_branch or "")
+        key = f"{b.cseq or 0}|{method}|{status}|{branch}|{'' if b.is_request else to_tag}"
+        hop = f"{env.node}|{b.src.ip}:{b.src.port}>{b.dst.ip}:{b.dst.port}"
+        hops = leg.messages.get(key)
+        new_message = hops is None
+        if hops is None:
+            leg.messages[key] = [hop]
+            leg.message_count += 1
+        elif hop in hops:
+            leg.retransmissions += 1
+        else:
+            hops.append(hop)
+        _add_sorted(leg.nodes, env.node)
+        if b.correlation_id:
+            _add_sorted(leg.correlation_ids, b.correlation_id)
+        leg.last_ts = max(leg.last_ts, ts)
+        leg.first_ts = min(leg.first_ts, ts)
+
+        from_caller = from_tag == leg.from_tag
+        if b.is_request:
+            self._request(leg, env, method, ts, from_caller=from_caller, new=new_message)
+        else:
+            self._response(leg, env, method, status, ts, from_caller=from_caller)
+
+        out: list[Output] = list(self._links(leg, env, ts))
+        row = self._row(leg)
+        if row is not None:
+            out.append(row)
+        return out
+
+    def _request(self, leg: _Leg, env: SipEnvelope, method: str, ts: int, *, from_caller: bool, new: bool) -> None:
+        b = env.body
+        cseq = b.cseq or 0
+        to_tag = b.to_tag or ""
+        if method == "INVITE":
+            if to_tag:
+                if new:
+                    leg.reinvites += 1
+                return
+            if cseq > leg.invite_cseq:
+                if leg.invite_cseq and leg.answered_ts is None:
+                    # A new attempt after a challenge (401/407) or a redirect: the leg reopens.
+                    leg.final_status, leg.final_reason, leg.final_ts, leg.final_to_tag = 0, "", None, ""
+                    leg.final_at_caller = False
+                    leg.timeout_at = None
+                leg.invite_cseq = cseq
+            if leg.invite_ts is None or ts < leg.invite_ts:
+                leg.invite_ts = ts
+                leg.caller = b.from_user or ""
+                leg.caller_display = b.from_display or ""
+                leg.callee = b.to_user or _uri_user(b.request_uri)
+                leg.pai = b.pai or ""
+                leg.request_uri = b.request_uri or ""
+                leg.src_ip, leg.dst_ip = b.src.ip, b.dst.ip
+                leg.caller_ep = f"{b.src.ip}:{b.src.port}"
+                leg.user_agent = b.user_agent or ""
+            if b.session_id and not leg.session_id:
+                leg.session_id = b.session_id
+            if not leg.x_cid:
+                leg.x_cid = self._x_cid(b.correlation)
+            if not leg.codecs and b.sdp is not None:
+                leg.codecs = _codecs(b.sdp.media)
+        elif method == "CANCEL":
+            if from_caller and not to_tag:
+                if leg.cancel_ts is None or ts < leg.cancel_ts:
+                    leg.cancel_ts = ts
+                leg.cancel_cseq = cseq
+                if b.reason_header:
+                    leg.reason_header = b.reason_header
+        elif method == "BYE":
+            remote = to_tag if from_caller else (b.from_tag or "")
+            if leg.answer_to_tag and remote != leg.answer_to_tag:
+                return  # a BYE to another fork's dialog
+            self._bye(leg, ts, from_caller)
+            if b.reason_header:
+                leg.reason_header = b.reason_header
+
+    def _response(self, leg: _Leg, env: SipEnvelope, method: str, status: int, ts: int, *, from_caller: bool) -> None:
+        b = env.body
+        cseq = b.cseq or 0
+        to_tag = b.to_tag or ""
+        if method == "INVITE" and from_caller:
+            if leg.invite_cseq == 0:
+                leg.invite_cseq = cseq  # a response seen before its INVITE
+            if cseq != leg.invite_cseq:
+                return  # a re-INVITE's answer, or an earlier attempt's
+            if status < 200:
+                if status >= 180 and (leg.ringing_ts is None or ts < leg.ringing_ts):
+                    leg.ringing_ts = ts
+                if status == 183 and not leg.codecs_from_answer and b.sdp is not None and b.sdp.media:
+                    leg.codecs, leg.codecs_from_answer = _codecs(b.sdp.media), True
+                return
+            if status < 300:
+                if not leg.answer_to_tag or to_tag == leg.answer_to_tag:
+                    leg.answer_to_tag = to_tag
+                    if leg.answered_ts is None or ts < leg.answered_ts:
+                        leg.answered_ts = ts
+                    leg.answer_status, leg.answer_reason = status, b.reason or ""
+                    if b.sdp is not None and b.sdp.media:
+                        leg.codecs, leg.codecs_from_answer = _codecs(b.sdp.media), True
+                return
+            at_caller = f"{b.dst.ip}:{b.dst.port}" == leg.caller_ep
+            better = (
+                leg.final_ts is None
+                or (at_caller and not leg.final_at_caller)
+                or (at_caller == leg.final_at_caller and ts >= leg.final_ts)
+            )
+            if better:
+                leg.final_status, leg.final_reason, leg.final_ts = status, b.reason or "", ts
+                leg.final_to_tag, leg.final_at_caller = to_tag, at_caller
+                if b.reason_header:
+                    leg.reason_header = b.reason_header
+        elif method == "BYE" and 200 <= status < 300:
+            remote = to_tag if from_caller else (b.from_tag or "")
+            if leg.answer_to_tag and remote != leg.answer_to_tag:
+                return
+            self._bye(leg, ts, from_caller)
+
+    @staticmethod
+    def _bye(leg: _Leg, ts: int, from_caller: bool) -> None:
+        if leg.bye_ts is None or ts < leg.bye_ts:
+            leg.bye_ts = ts
+        if not leg.bye_by:
+            leg.bye_by = "caller" if from_caller else "callee"
+
+    def _x_cid(self, correlation: dict[str, str]) -> str:
+        for name in self.config.correlation_headers:
+            value = correlation.get(name)
+            if value:
+                return value
+        return next((v for v in correlation.values() if v), "")
+
+    def _links(self, leg: _Leg, env: SipEnvelope, ts: int) -> Iterable[LinkRow]:
+        b = env.body
+        wanted: list[tuple[str, str, bool]] = []  # via, value, value names a Call-ID
+        if b.correlation_id and b.correlation_id != leg.call_id:
+            wanted.append((VIA_HEP, b.correlation_id, True))
+        for name, value in b.correlation.items():
+            if value:
+                wanted.append((f"header:{name.lower()}", value, value != leg.call_id))
+        if leg.session_id and b.is_request and (b.method or "").upper() == "INVITE" and not b.to_tag:
+            wanted.append((VIA_SESSION, leg.session_id, False))
+        for via, value, direct in wanted:
+            rows: list[tuple[str, str]] = []
+            if via != VIA_HEP:
+                rows.append((leg.call_id, ""))
+            if direct:
+                rows.extend(((leg.call_id, value), (value, leg.call_id)))
+            for call_id, linked in rows:
+                row_id = f"{call_id}|{linked}|{via}|{value}"
+                if row_id in leg.links:
+                    continue
+                leg.links.append(row_id)
+                yield LinkRow(row_id, call_id, linked, via, value, _dt(ts))
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def _row(self, leg: _Leg) -> LegRow | None:
+        """A new row version if the leg's content changed since the last row (None for pending legs)."""
+        if leg.invite_ts is None:
+            return None
+        state = leg.state()
+        started = leg.invite_ts
+        fin: int | None = leg.answered_ts if leg.answered_ts is not None else leg.final_ts
+        ringing = leg.ringing_ts
+        if ringing is not None and fin is not None:
+            ringing = min(ringing, fin)
+        pdd = ringing if ringing is not None else fin
+        if state == "completed":
+            ended_at, ended_by = leg.bye_ts, leg.bye_by
+        elif state in ("failed", "cancelled"):
+            ended_at = leg.final_ts if leg.final_ts is not None else (leg.timeout_at or leg.cancel_ts)
+            ended_by = "caller" if state == "cancelled" else ""
+        elif state == "timeout":
+            ended_at, ended_by = leg.timeout_at, "system"
+        else:
+            ended_at, ended_by = None, ""
+        duration = None
+        if state == "completed" and leg.answered_ts is not None and leg.bye_ts is not None:
+            duration = max(0, leg.bye_ts - leg.answered_ts) / 1e6
+        if leg.answered_ts is not None:
+            status, reason, to_tag = leg.answer_status, leg.answer_reason, leg.answer_to_tag
+        else:
+            status, reason, to_tag = leg.final_status, leg.final_reason, leg.final_to_tag
+        pdd_ms = None if pdd is None else _ms(pdd - started)
+        setup_ms = None if fin is None else _ms(fin - started)
+        content = (
+            to_tag,
+            leg.caller,
+            leg.callee,
+            leg.caller_display,
+            leg.pai,
+            leg.request_uri,
+            started,
+            ringing,
+            leg.answered_ts,
+            ended_at,
+            pdd_ms,
+            setup_ms,
+            duration,
+            status,
+            reason,
+            leg.reason_header,
+            ended_by,
+            state,
+            tuple(leg.nodes),
+            leg.src_ip,
+            leg.dst_ip,
+            leg.user_agent,
+            tuple(leg.codecs),
+            tuple(leg.correlation_ids),
+            leg.x_cid,
+            leg.session_id,
+            leg.message_count,
+            leg.retransmissions,
+            leg.reinvites,
+        )
+        fingerprint = hashlib.blake2b(repr(content).encode(), digest_size=12).hexdigest()
+        if fingerprint == leg.fingerprint:
+            return None
+        leg.fingerprint = fingerprint
+        updated = leg.closed_at()
+        leg.version = max(leg.version + 1, updated)
+        checkpoint = orjson.dumps(asdict(leg)).decode()
+        return LegRow(
+            f"{leg.leg_id}@{leg.version}",
+            leg.call_id,
+            leg.leg_id,
+            leg.from_tag,
+            to_tag,
+            leg.caller,
+            leg.callee,
+            leg.caller_display,
+            leg.pai,
+            leg.request_uri,
+            _dt(started),
+            None if ringing is None else _dt(ringing),
+            None if leg.answered_ts is None else _dt(leg.answered_ts),
+            None if ended_at is None else _dt(ended_at),
+            pdd_ms,
+            setup_ms,
+            duration,
+            status,
+            reason,
+            leg.reason_header,
+            ended_by,
+            state,
+            tuple(leg.nodes),
+            leg.src_ip,
+            leg.dst_ip,
+            leg.user_agent,
+            tuple(leg.codecs),
+            tuple(leg.correlation_ids),
+            leg.x_cid,
+            leg.session_id,
+            leg.message_count,
+            leg.retransmissions,
+            leg.reinvites,
+            leg.version,
+            _dt(updated),
+            checkpoint,
+        )
+
+    # -- time ---------------------------------------------------------------------------------
+
+    def expire(self, now: datetime) -> list[Output]:
+        """Close legs whose timeout passed by ``now`` (rows with state 'timeout'); forget closed legs
+        after ``final_linger_secs`` (no row)."""
+        now_us = micros(now)
+        cfg = self.config
+        linger = int(cfg.final_linger_secs * 1e6)
+        out: list[Output] = []
+        for call_id in list(self._legs):
+            legs = self._legs[call_id]
+            for from_tag in list(legs):
+                leg = legs[from_tag]
+                state = leg.state()
+                if leg.invite_ts is None:
+                    if now_us >= leg.last_ts + int(cfg.setup_timeout_secs * 1e6):
+                        del legs[from_tag]
+                    continue
+                if state in FINAL_STATES:
+                    if now_us >= leg.closed_at() + linger:
+                        del legs[from_tag]
+                    continue
+                limit = {
+                    "live": cfg.setup_timeout_secs,
+                    "ringing": cfg.ringing_timeout_secs,
+                    "answered": cfg.answered_max_secs,
+                }[state]
+                deadline = leg.last_ts + int(limit * 1e6)
+                if now_us >= deadline:
+                    leg.timeout_at = deadline
+                    row = self._row(leg)
+                    if row is not None:
+                        out.append(row)
+                    if now_us >= leg.closed_at() + linger:
+                        del legs[from_tag]
+            if not legs:
+                del self._legs[call_id]
+        return out
+
+
+def _add_sorted(items: list[str], value: str) -> None:
+    if value not in items:
+        items.append(value)
+        items.sort()
+
+
+def _uri_user(uri: str | None) -> str:
+    if not uri:
+        return ""
+    rest = uri.split(":", 1)[-1]
+    return rest.split("@", 1)[0] if "@" in rest else ""
+
+
+def _codecs(media: Iterable[Any]) -> list[str]:
+    out: list[str] = []
+    for m in media:
+        for codec in m.codecs:
+            if codec not in out:
+                out.append(codec)
+    return out

@@ -1,0 +1,41 @@
+"""I/O shell of the media_quality processor: ``callscope.rtcp`` and ``callscope.sip`` into ``media_quality``.
+
+Delivery as :mod:`processors.call_legs.app` (shared shell). Rows have stable ids
+(event id + block), so a replay after a crash collapses in the table. The codec
+clock rates and SR times held in memory are not reloaded: after a restart, until
+the call's SDP or SR is seen again, jitter uses 8000 Hz and RTT is 'missing'.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from processors.call_legs.app import CorrelatingShell, PendingRow
+from processors.media_quality.mos import MediaQualityCore
+from schemas.envelope import Envelope, RtcpEnvelope, SipEnvelope
+from schemas.topics import topic_for
+
+NAME = "media_quality"
+
+
+class MediaQualityProcessor(CorrelatingShell):
+    name = NAME
+    topics = (topic_for("rtcp"), topic_for("sip"))
+    tables = ("media_quality",)
+
+    core: MediaQualityCore
+
+    async def _reload(self) -> None:
+        self.core = MediaQualityCore()
+
+    def _feed(self, env: Envelope) -> list[PendingRow]:
+        if isinstance(env, RtcpEnvelope):
+            rows = self.core.feed_rtcp(env)
+        elif isinstance(env, SipEnvelope):
+            rows = self.core.feed_sip(env)
+        else:
+            return []
+        return [("media_quality", r.id, r.values()) for r in rows]
+
+    def _expire(self, now: datetime) -> list[PendingRow]:
+        return []

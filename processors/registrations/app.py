@@ -1,0 +1,48 @@
+"""I/O shell of the registrations processor: ``callscope.sip`` (its own group) into ``registrations``.
+
+Delivery as :mod:`processors.call_legs.app` (shared shell): rows are written before
+offsets are committed. On start, REGISTERs still unanswered (status 0) from the
+last few minutes are reloaded from the table, so an answer re-read after a crash
+completes its row; re-fed messages of answered transactions give identical
+content and write nothing new (and the table keeps one row per id under FINAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from processors.call_legs.app import CorrelatingShell, PendingRow
+from processors.registrations.correlator import RegistrationCorrelator, RegistrationRow
+from schemas.envelope import Envelope, SipEnvelope
+from schemas.topics import topic_for
+
+NAME = "registrations"
+RELOAD_SECS = 300
+
+
+class RegistrationsProcessor(CorrelatingShell):
+    name = NAME
+    topics = (topic_for("sip"),)
+    tables = ("registrations",)
+
+    correlator: RegistrationCorrelator
+
+    async def _reload(self) -> None:
+        self.correlator = RegistrationCorrelator()
+        rows = await asyncio.to_thread(
+            self._store.query,
+            "SELECT * FROM registrations FINAL WHERE status = 0 AND reason = ''"
+            " AND requested_at >= {now:DateTime64(6, 'UTC')} - toIntervalSecond({window:UInt32})",
+            {"now": self._wall(), "window": RELOAD_SECS},
+        )
+        for row in rows:
+            self.correlator.restore(RegistrationRow(**{k: row[k] for k in RegistrationRow.__dataclass_fields__}))
+
+    def _feed(self, env: Envelope) -> list[PendingRow]:
+        if not isinstance(env, SipEnvelope):
+            return []
+        return [("registrations", r.id, r.values()) for r in self.correlator.feed(env)]
+
+    def _expire(self, now: datetime) -> list[PendingRow]:
+        return [("registrations", r.id, r.values()) for r in self.correlator.expire(now)]
