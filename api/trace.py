@@ -189,7 +189,8 @@ class Trace:
 
     @property
     def found(self) -> bool:
-        return bool(self.legs or self.links or self.messages)
+        """Anything known about the call: a media-only Call-ID (RTCP, logs) is a call too."""
+        return bool(self.legs or self.links or self.messages or self.media_quality or self.logs)
 
 
 def find_links(store: QueryStore, call_id: str, legs: list[dict[str, Any]]) -> list[dict[str, Any]]:

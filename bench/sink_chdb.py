@@ -213,8 +213,7 @@ def main() -> None:
         for i in range(args.runs):
             order = (("fast", True), ("clickhouse-connect", False))
             for label, fast in order if i % 2 == 0 else order[::-1]:
-                figures = run(args.rows, directory, runs=1, batch_rows=args.batch_rows, fast_insert=fast)
-                results[label].append(figures)
+                results[label].append(run(args.rows, directory, runs=1, batch_rows=args.batch_rows, fast_insert=fast))
     for label, figures in results.items():
         rates = [f["rows_per_sec"] for f in figures]
         merged = dict(figures[0])

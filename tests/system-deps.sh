@@ -2,7 +2,8 @@
 # Installs the system packages the test suite needs when they are missing.
 #   - a Java runtime and Maven for the real Kafka broker (tests/kafka/broker.py);
 #   - the real VoIP peers of the end-to-end tests (tests/peers, tests/e2e):
-#     kamailio (siptrace -> HEP3), sip-tester (sipp), rtpengine-daemon (RTCP -> HEP), sngrep (pcap -> HEP).
+#     kamailio (siptrace -> HEP3), sip-tester (sipp), rtpengine-daemon (RTCP -> HEP), sngrep (pcap -> HEP);
+#   - chromium (headless, for the ladder page) and tshark (the pcap export).
 # Idempotent: runs apt-get only when something is missing, and only as root on a Debian-like system.
 # Installing must not start the packages' services: on a host with systemd they would take
 # 5060 (kamailio), 2223/9090 (rtpengine) and collide with other engineers' runs.
@@ -15,6 +16,8 @@ command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
 command -v sipp     >/dev/null 2>&1 || need+=(sip-tester)
 command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
 command -v sngrep   >/dev/null 2>&1 || need+=(sngrep)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)   # the ladder page in a real browser
+command -v tshark   >/dev/null 2>&1 || need+=(tshark)     # checks the exported pcap decodes as SIP
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -23,8 +23,8 @@ an RTCP payload that is not a JSON object (``rtcp_json``), a correlation id over
 characters (``correlation_id``).
 
 Node: the topology node whose ``hep_capture_id`` is the packet's capture id -- after
-un-swapping the ids listed in ``HepConfig.capture_id_byteswap`` (sngrep writes it in host
-order); the body's ``capture_id`` is the un-swapped id. Without a topology match the node is
+un-swapping the ids listed in ``HepConfig.capture_id_byteswap`` (sngrep 1.6 writes it with
+its 16-bit halves swapped); the body's ``capture_id`` is the un-swapped id. Without a topology match the node is
 the capture name (chunk 0x0013, reduced to ``[A-Za-z0-9_.-]``), else ``hep-<capture id>``,
 else ``collector_node``. The role comes from the topology (``collector`` when unknown).
 
@@ -79,7 +79,9 @@ def ts_text(ts_us: int) -> str:
 
 
 def _swap32(value: int) -> int:
-    return int.from_bytes((value & 0xFFFFFFFF).to_bytes(4, "big"), "little")
+    """Undo sngrep's capture id: its 16-bit halves arrive swapped (2002 = 0x000007D2 comes as 0x07D20000)."""
+    value &= 0xFFFFFFFF
+    return ((value >> 16) | (value << 16)) & 0xFFFFFFFF
 
 
 def node_for_packet(

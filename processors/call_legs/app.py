@@ -89,6 +89,7 @@ class CorrelatingShell:
         self._pending: dict[str, dict[str, tuple[Any, ...]]] = {t: {} for t in self.tables}
         self._pending_since: float | None = None
         self._consumer: Consumer | None = None
+        self._received: dict[str, Any] = {}  # topic -> events_received child
         sc = store_config
         self._sinks = {
             table: BatchSink(
@@ -119,6 +120,14 @@ class CorrelatingShell:
     async def _reload(self) -> None:
         """Take back in-flight state from the store before consuming (default: nothing)."""
 
+    def _wants(self, topic: str, value: bytes) -> bool:
+        """Cheap check before the full validation: False skips a record the core would ignore anyway.
+
+        Raises ``ValueError`` for a record that is not even JSON (counted as an ``envelope`` error).
+        The events processor validates and dead-letters every envelope; shells only read.
+        """
+        return True
+
     async def _filter_expired(self, rows: list[PendingRow]) -> list[PendingRow]:
         return rows
 
@@ -137,9 +146,12 @@ class CorrelatingShell:
                 records = await self._consumer.getmany(
                     timeout_ms=self._config.poll_timeout_ms, max_records=self._config.poll_max_records
                 )
+                last: dict[tuple[str, int], int] = {}  # one TopicPartition per batch, not per record
                 for rec in records:
                     self._handle(rec.topic, rec.value)
-                    self._offsets[rec.tp] = rec.offset + 1
+                    last[rec.topic, rec.partition] = rec.offset
+                for (topic, partition), offset in last.items():
+                    self._offsets[TopicPartition(topic, partition)] = offset + 1
                 if records:
                     self._telemetry.last_event_ts.labels(self.name).set(time.time())
                 if self._clock() >= next_expire:
@@ -156,9 +168,15 @@ class CorrelatingShell:
             self._log.info("processor stopped", group=self.group)
 
     def _handle(self, topic: str, value: bytes) -> None:
-        kind = topic.rsplit(".", 1)[-1]
-        self._telemetry.events_received.labels(self.name, kind).inc()
+        received = self._received.get(topic)
+        if received is None:
+            received = self._received[topic] = self._telemetry.events_received.labels(
+                self.name, topic.rsplit(".", 1)[-1]
+            )
+        received.inc()
         try:
+            if not self._wants(topic, value):
+                return
             env = ENVELOPE_ADAPTER.validate_json(value)
         except ValueError:
             # The events processor dead-letters it; here it is only counted.

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -114,13 +114,7 @@ class LegRow:
 
     def values(self) -> tuple[Any, ...]:
         """Values in column order, ready for :class:`callscope.store.sink.BatchSink`."""
-        out: list[Any] = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                value = list(value)
-            out.append(value)
-        return tuple(out)
+        return tuple(list(v) if type(v) is tuple else v for v in map(self.__getattribute__, _LEG_ROW_FIELDS))
 
     def golden(self) -> dict[str, Any]:
         """The row's content without version bookkeeping (for tests and comparisons)."""
@@ -128,6 +122,9 @@ class LegRow:
         for name in ("id", "version", "checkpoint"):
             data.pop(name)
         return data
+
+
+_LEG_ROW_FIELDS = tuple(f.name for f in fields(LegRow))
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,7 +488,8 @@ class LegCorrelator:
         leg.fingerprint = fingerprint
         updated = leg.closed_at()
         leg.version = max(leg.version + 1, updated)
-        checkpoint = orjson.dumps(asdict(leg)).decode()
+        # orjson serialises the dataclass itself, field by field, as asdict() would (without its deep copies).
+        checkpoint = orjson.dumps(leg).decode()
         return LegRow(
             f"{leg.leg_id}@{leg.version}",
             leg.call_id,

@@ -54,6 +54,7 @@ class EventsProcessor:
         self._offsets: dict[TopicPartition, int] = {}
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
+        self._received: dict[str, Any] = {}  # topic -> events_received child
         self.group = f"{config.group_prefix}.{NAME}"
         self.ready = asyncio.Event()
 
@@ -88,9 +89,12 @@ class EventsProcessor:
                 records = await self._consumer.getmany(
                     timeout_ms=self._config.poll_timeout_ms, max_records=self._config.poll_max_records
                 )
+                last: dict[tuple[str, int], int] = {}  # one TopicPartition per batch, not per record
                 for rec in records:
                     await self._handle(rec.topic, rec.value, rec.key)
-                    self._offsets[rec.tp] = rec.offset + 1
+                    last[rec.topic, rec.partition] = rec.offset
+                for (topic, partition), offset in last.items():
+                    self._offsets[TopicPartition(topic, partition)] = offset + 1
                 if records:
                     self._telemetry.last_event_ts.labels(NAME).set(time.time())
                 if self._offsets and (not records or any(s.due() for s in self._sinks.values())):
@@ -103,8 +107,10 @@ class EventsProcessor:
             self._log.info("processor stopped", group=self.group)
 
     async def _handle(self, topic: str, value: bytes, key: bytes | None) -> None:
-        kind = topic.rsplit(".", 1)[-1]
-        self._telemetry.events_received.labels(NAME, kind).inc()
+        received = self._received.get(topic)
+        if received is None:
+            received = self._received[topic] = self._telemetry.events_received.labels(NAME, topic.rsplit(".", 1)[-1])
+        received.inc()
         out = route(topic, value)
         if isinstance(out, Rejected):
             self._telemetry.deadletters.labels(NAME, out.reason).inc()

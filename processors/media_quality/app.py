@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
+
 from processors.call_legs.app import CorrelatingShell, PendingRow
 from processors.media_quality.mos import MediaQualityCore
 from schemas.envelope import Envelope, RtcpEnvelope, SipEnvelope
 from schemas.topics import topic_for
 
 NAME = "media_quality"
+_SIP = topic_for("sip")
 
 
 class MediaQualityProcessor(CorrelatingShell):
@@ -27,6 +30,16 @@ class MediaQualityProcessor(CorrelatingShell):
 
     async def _reload(self) -> None:
         self.core = MediaQualityCore()
+
+    def _wants(self, topic: str, value: bytes) -> bool:
+        # Every RTCP report matters; of SIP only what carries SDP (codecs) or a VQ report (PUBLISH).
+        if topic != _SIP:
+            return True
+        doc = orjson.loads(value)
+        if not isinstance(doc, dict):
+            raise ValueError("not an envelope object")
+        body = doc.get("body")
+        return isinstance(body, dict) and (body.get("sdp") is not None or bool(body.get("vq_report")))
 
     def _feed(self, env: Envelope) -> list[PendingRow]:
         if isinstance(env, RtcpEnvelope):

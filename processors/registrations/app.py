@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+import orjson
+
 from processors.call_legs.app import CorrelatingShell, PendingRow
 from processors.registrations.correlator import RegistrationCorrelator, RegistrationRow
 from schemas.envelope import Envelope, SipEnvelope
@@ -38,6 +40,14 @@ class RegistrationsProcessor(CorrelatingShell):
         )
         for row in rows:
             self.correlator.restore(RegistrationRow(**{k: row[k] for k in RegistrationRow.__dataclass_fields__}))
+
+    def _wants(self, topic: str, value: bytes) -> bool:
+        # Only REGISTER transactions matter: skip the full validation of every other SIP message.
+        doc = orjson.loads(value)
+        if not isinstance(doc, dict):
+            raise ValueError("not an envelope object")
+        body = doc.get("body")
+        return isinstance(body, dict) and str(body.get("method") or "").upper() == "REGISTER"
 
     def _feed(self, env: Envelope) -> list[PendingRow]:
         if not isinstance(env, SipEnvelope):

@@ -122,7 +122,7 @@ def test_answered_call_caller_hangs_up(
     assert leg["ended_at"] is not None
     assert leg["ended_by"] == "caller"
     assert "proxy1" in leg["nodes"]
-    assert leg["duration_secs"] == pytest.approx(PAUSE_MS / 1000, abs=0.5)
+    assert leg["duration_secs"] == pytest.approx(PAUSE_MS / 1000, abs=0.5)  # ACK delay 100 ms + pause
     assert ts(leg["started_at"]) <= ts(leg["ringing_at"]) <= ts(leg["answered_at"]) <= ts(leg["ended_at"])
 
     # The ladder, once every mirrored message is in (12: Kamailio does not mirror the stateless ACK relay).

@@ -97,13 +97,6 @@ def test_registrations_end_registered_after_401_challenges(aaa_replayed: Pipelin
     assert 200 in statuses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "sngrep 1.6 sends capture id 2002 as 0x07D20000 (bytes 07 D2 00 00); collectors.hep.events._swap32 "
-        "turns that into 53767, not 2002, so the node is 'hep-53767' instead of the topology's 'capture1'"
-    ),
-)
 def test_sngrep_capture_id_maps_to_its_topology_node(aaa_replayed: Pipeline) -> None:
     doc = messages_of(aaa_replayed, "85216695-42dcdb1d@192.168.1.2", 6)
     assert SNGREP_CAPTURE_ID_AS_SENT == 0x07D2_0000

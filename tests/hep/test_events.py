@@ -144,7 +144,7 @@ def test_node_fallbacks_and_byteswapped_capture_id() -> None:
     assert _env(_pkt(capture_id=99))[2]["node"] == "hep-99"
     data = _env(_pkt(capture_id=99, capture_name="kam 1/eu"))[2]
     assert (data["node"], data["role"]) == ("kam-1-eu", "collector")
-    swapped = int.from_bytes((2001).to_bytes(4, "big"), "little")
+    swapped = 2001 << 16  # sngrep 1.6: bytes 07 D1 00 00 for capture id 2001
     data = _env(_pkt(capture_id=swapped), hep=HepConfig(capture_id_byteswap=(swapped,)))[2]
     assert (data["node"], data["role"], data["body"]["capture_id"]) == ("sbc-1", "sbc", 2001)  # type: ignore[index]
     assert _env(_pkt(capture_id=swapped))[2]["node"] == f"hep-{swapped}"

@@ -1,0 +1,66 @@
+"""The correlating shells' prefilters: records their core would ignore skip the full validation.
+
+The events processor validates (and dead-letters) every envelope; the registrations and
+media_quality shells only read, so they look at a few fields with orjson first.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import orjson
+import pytest
+
+from callscope.bus.memory import MemoryBus
+from callscope.settings import MemoryBusConfig, ProcessorConfig, StoreConfig
+from callscope.store.client import Store
+from callscope.telemetry import Telemetry
+from processors.call_legs.app import CorrelatingShell
+from processors.media_quality.app import MediaQualityProcessor
+from processors.registrations.app import RegistrationsProcessor
+from schemas.topics import topic_for
+from tests.samples import sample_envelope
+
+SIP = topic_for("sip")
+RTCP = topic_for("rtcp")
+
+
+def _shell(cls: type[CorrelatingShell]) -> CorrelatingShell:
+    telemetry = Telemetry()
+    bus = MemoryBus(MemoryBusConfig(), telemetry)
+    return cls(ProcessorConfig(), StoreConfig(), bus, cast(Store, object()), telemetry, node="t")
+
+
+def _sip(**body: Any) -> bytes:
+    doc = sample_envelope("sip", id="sip-1")
+    doc["body"].update(body)
+    return orjson.dumps(doc)
+
+
+def _errors(shell: CorrelatingShell) -> float:
+    value = shell._telemetry.errors.labels(shell.name, "envelope")._value.get()
+    return float(value)
+
+
+@pytest.mark.parametrize(
+    ("method", "wanted"), [("REGISTER", True), ("register", True), ("INVITE", False), (None, False)]
+)
+def test_registrations_reads_only_register(method: str | None, wanted: bool) -> None:
+    shell = _shell(RegistrationsProcessor)
+    assert shell._wants(SIP, _sip(method=method)) is wanted
+
+
+def test_media_quality_reads_rtcp_sdp_and_vq_reports() -> None:
+    shell = _shell(MediaQualityProcessor)
+    assert shell._wants(RTCP, orjson.dumps(sample_envelope("rtcp", id="rtcp-1")))
+    assert not shell._wants(SIP, _sip(sdp=None, vq_report=None))
+    assert shell._wants(SIP, _sip(sdp={"media": []}, vq_report=None))
+    assert shell._wants(SIP, _sip(sdp=None, vq_report={"CallID": "x"}))
+
+
+@pytest.mark.parametrize("cls", [RegistrationsProcessor, MediaQualityProcessor])
+def test_unreadable_records_are_counted_not_raised(cls: type[CorrelatingShell]) -> None:
+    shell = _shell(cls)
+    shell._handle(SIP, b"not json")
+    shell._handle(SIP, b"[1, 2]")
+    assert _errors(shell) == 2.0
