@@ -10,11 +10,13 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bus_kafka, bus_memory, sink_chdb
+from bench import bus_kafka, bus_memory, e2e_hep, hep_decode, sink_chdb
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     n_bus = 50_000 if args.quick else 200_000
     n_kafka = 50_000 if args.quick else 200_000
     n_rows = 100_000 if args.quick else 300_000
+    n_packets = 50_000 if args.quick else 200_000
+    n_e2e = 20_000 if args.quick else 100_000
+    n_trace = 1_000_000 if args.quick else 10_000_000
 
     rows: list[dict[str, Any]] = []
     mem = [bus_memory.run(n_bus)["msgs_per_sec"] for _ in range(args.runs)]
@@ -65,6 +70,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
 
+    hep = hep_decode.run(n_packets, runs=args.runs)
+    rows.append(
+        _row("hep_decode_pps", "pkt/s", hep["hep_decode_pps"], hep["min"], hep["max"], f"{n_packets} packets", 100_000)
+    )
+    e2e = e2e_hep.run(n_e2e, 30_000.0)
+    rate = float(e2e["e2e_embedded_msgs_per_sec"])
+    rows.append(_row("e2e_embedded_msgs_per_sec", "msg/s", rate, rate, rate, f"{n_e2e} HEP packets, 1 run", 30_000))
+    extra: dict[str, Any] = {
+        "e2e_embedded_lost": e2e["e2e_embedded_lost"],
+        "collector_rss_mb": e2e["collector_rss_mb"],
+    }
+    # The trace benchmark owns a chDB directory of its own: run it in its own process.
+    code = f"import json, bench.trace as t; print(json.dumps(t.run({n_trace})))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    trace = json.loads(proc.stdout.strip().splitlines()[-1])
+    extra.update(trace_p99_ms=trace["trace_p99_ms"], trace_stored_messages=n_trace, ladder_ms=trace["ladder_ms"])
+
     print(f"{'benchmark':<26} {'median':>12} {'min':>12} {'max':>12}  {'target':>9}  size")
     for r in rows:
         flag = "ok" if r["meets_target"] else "SHORT"
@@ -72,12 +94,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['name']:<26} {r['median']:>12,} {r['min']:>12,} {r['max']:>12,}  {r['target']:>9,.0f}  "
             f"{r['size']} [{flag}]"
         )
+    for key, value in extra.items():
+        print(f"{key:<26} {value}")
     doc = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
         "quick": args.quick,
         "runs": args.runs,
         **{r["name"]: r["median"] for r in rows},
+        **extra,
         "details": rows,
         "kafka": kafka,
     }
