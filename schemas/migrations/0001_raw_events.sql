@@ -47,7 +47,7 @@ ENGINE = ReplacingMergeTree(received)
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (call_id, ts, id)
 TTL inserted + INTERVAL {ttl_days} DAY
-SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
+SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1, index_granularity = 1024;
 
 CREATE TABLE IF NOT EXISTS {database}.rtcp {on_cluster}
 (
@@ -204,10 +204,11 @@ CREATE TABLE IF NOT EXISTS {database}.logs {on_cluster}
     message String CODEC(ZSTD(1)),
     correlation_id String,
     call_id String,
-    inserted DateTime DEFAULT now() CODEC(Delta, ZSTD(1))  -- when stored: the TTL counts from here
+    inserted DateTime DEFAULT now() CODEC(Delta, ZSTD(1)),  -- when stored: the TTL counts from here
+    INDEX idx_correlation_id correlation_id TYPE bloom_filter(0.01) GRANULARITY 4
 )
 ENGINE = ReplacingMergeTree(received)
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (call_id, ts, id)
 TTL inserted + INTERVAL {ttl_days} DAY
-SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
+SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1, index_granularity = 1024;

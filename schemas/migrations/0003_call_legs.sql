@@ -67,4 +67,4 @@ ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMMDD(started_at)
 ORDER BY (call_id, leg_id)
 TTL inserted + INTERVAL {ttl_days} DAY
-SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
+SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1, index_granularity = 1024;

@@ -32,10 +32,11 @@ CREATE TABLE IF NOT EXISTS {database}.media_quality {on_cluster}
     missing Array(String),
     clock_rate UInt32,
     codec LowCardinality(String),  -- the codec the clock rate was taken from ('' = default 8000)
-    inserted DateTime DEFAULT now() CODEC(Delta, ZSTD(1))  -- when stored: the TTL counts from here
+    inserted DateTime DEFAULT now() CODEC(Delta, ZSTD(1)),  -- when stored: the TTL counts from here
+    INDEX idx_correlation_id correlation_id TYPE bloom_filter(0.01) GRANULARITY 4
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (call_id, ts, id)
 TTL inserted + INTERVAL {ttl_days} DAY
-SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1;
+SETTINGS non_replicated_deduplication_window = 1000, ttl_only_drop_parts = 1, index_granularity = 1024;
