@@ -21,44 +21,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from api.context import QueryStore
+from schemas.tables import COLUMNS
 
-LEG_COLUMNS: tuple[str, ...] = (
-    "id",
-    "call_id",
-    "leg_id",
-    "from_tag",
-    "to_tag",
-    "caller",
-    "callee",
-    "caller_display",
-    "pai",
-    "request_uri",
-    "started_at",
-    "ringing_at",
-    "answered_at",
-    "ended_at",
-    "pdd_ms",
-    "setup_ms",
-    "duration_secs",
-    "status",
-    "reason",
-    "reason_header",
-    "ended_by",
-    "state",
-    "nodes",
-    "src_ip",
-    "dst_ip",
-    "user_agent",
-    "codecs",
-    "correlation_ids",
-    "x_cid",
-    "session_id",
-    "message_count",
-    "retransmissions",
-    "reinvites",
-    "version",
-    "updated_at",
-)
+# Every stored column of a leg but the processor's internal restart state.
+LEG_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMNS["call_legs"] if c != "checkpoint")
 _LEGS = ", ".join(LEG_COLUMNS)
 
 MESSAGE_COLUMNS = (
