@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from pathlib import Path
@@ -193,6 +194,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    # Live call state is many small objects: the default thresholds make full collections
+    # stall the event loop (measured as the largest single cost under load).
+    gc.set_threshold(100_000, 50, 1000)
     configure_logging(settings.log.level, settings.log.format)
     telemetry = Telemetry(node=settings.node)
     from callscope.runtime import Runtime, Started, install_signal_handlers
