@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from callscope.settings import StoreConfig
 from callscope.store.client import Store
 from callscope.telemetry import Telemetry
 from schemas.errors import CallscopeError, StoreError
@@ -137,6 +138,32 @@ class BatchSink:
         self._insert_seconds = telemetry.sink_insert_seconds.labels(table=table)
         self._retries = telemetry.sink_retries.labels(table=table)
         self._errors = telemetry.errors.labels(component=COMPONENT, error="StoreError")
+
+    @classmethod
+    def for_table(
+        cls,
+        store: Store,
+        table: str,
+        config: StoreConfig,
+        telemetry: Telemetry,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> BatchSink:
+        """A sink on ``table`` (its columns from ``schemas.tables``) bounded and retried as ``config`` says."""
+        from schemas.tables import COLUMNS
+
+        return cls(
+            store,
+            table,
+            COLUMNS[table],
+            max_rows=config.batch_max_rows,
+            max_bytes=config.batch_max_bytes,
+            max_age_secs=config.batch_max_age_secs,
+            telemetry=telemetry,
+            clock=clock,
+            retry_initial_secs=config.retry_initial_secs,
+            retry_max_secs=config.retry_max_secs,
+        )
 
     # -- collecting --------------------------------------------------------------------------
 

@@ -39,7 +39,6 @@ from processors.call_legs.config import CallLegsConfig
 from processors.call_legs.correlator import FINAL_STATES, LIVE_STATES, LegCorrelator, LegRow, LinkRow, Output
 from schemas.envelope import ENVELOPE_ADAPTER, Envelope, SipEnvelope
 from schemas.errors import BusError
-from schemas.tables import COLUMNS
 from schemas.topics import topic_for
 
 NAME = "call_legs"
@@ -90,21 +89,8 @@ class CorrelatingShell:
         self._pending_since: float | None = None
         self._consumer: Consumer | None = None
         self._received: dict[str, Any] = {}  # topic -> events_received child
-        sc = store_config
         self._sinks = {
-            table: BatchSink(
-                store,
-                table,
-                COLUMNS[table],
-                max_rows=sc.batch_max_rows,
-                max_bytes=sc.batch_max_bytes,
-                max_age_secs=sc.batch_max_age_secs,
-                telemetry=telemetry,
-                clock=clock,
-                retry_initial_secs=sc.retry_initial_secs,
-                retry_max_secs=sc.retry_max_secs,
-            )
-            for table in self.tables
+            table: BatchSink.for_table(store, table, store_config, telemetry, clock=clock) for table in self.tables
         }
         self.group = f"{config.group_prefix}.{self.name}"
         self.ready = asyncio.Event()

@@ -451,50 +451,9 @@ class LegCorrelator:
             status, reason, to_tag = leg.final_status, leg.final_reason, leg.final_to_tag
         pdd_ms = None if pdd is None else _ms(pdd - started)
         setup_ms = None if fin is None else _ms(fin - started)
-        content = (
-            to_tag,
-            leg.caller,
-            leg.callee,
-            leg.caller_display,
-            leg.pai,
-            leg.request_uri,
-            started,
-            ringing,
-            leg.answered_ts,
-            ended_at,
-            pdd_ms,
-            setup_ms,
-            duration,
-            status,
-            reason,
-            leg.reason_header,
-            ended_by,
-            state,
-            tuple(leg.nodes),
-            leg.src_ip,
-            leg.dst_ip,
-            leg.user_agent,
-            tuple(leg.codecs),
-            tuple(leg.correlation_ids),
-            leg.x_cid,
-            leg.session_id,
-            leg.message_count,
-            leg.retransmissions,
-            leg.reinvites,
-        )
-        fingerprint = hashlib.blake2b(repr(content).encode(), digest_size=12).hexdigest()
-        if fingerprint == leg.fingerprint:
-            return None
-        leg.fingerprint = fingerprint
-        updated = leg.closed_at()
-        leg.version = max(leg.version + 1, updated)
-        # orjson serialises the dataclass itself, field by field, as asdict() would (without its deep copies).
-        checkpoint = orjson.dumps(leg).decode()
-        return LegRow(
-            f"{leg.leg_id}@{leg.version}",
-            leg.call_id,
-            leg.leg_id,
-            leg.from_tag,
+        # The row's columns between leg_id and version, built once: they are both the
+        # change fingerprint and the row (call_id, leg_id, from_tag never change for a leg).
+        fields = (
             to_tag,
             leg.caller,
             leg.callee,
@@ -524,6 +483,21 @@ class LegCorrelator:
             leg.message_count,
             leg.retransmissions,
             leg.reinvites,
+        )
+        fingerprint = hashlib.blake2b(repr(fields).encode(), digest_size=12).hexdigest()
+        if fingerprint == leg.fingerprint:
+            return None
+        leg.fingerprint = fingerprint
+        updated = leg.closed_at()
+        leg.version = max(leg.version + 1, updated)
+        # orjson serialises the dataclass itself, field by field, as asdict() would (without its deep copies).
+        checkpoint = orjson.dumps(leg).decode()
+        return LegRow(
+            f"{leg.leg_id}@{leg.version}",
+            leg.call_id,
+            leg.leg_id,
+            leg.from_tag,
+            *fields,
             leg.version,
             _dt(updated),
             checkpoint,

@@ -20,7 +20,6 @@ from callscope.store.sink import BatchSink
 from callscope.telemetry import Telemetry
 from processors.events.route import Rejected, route
 from schemas.errors import BusError
-from schemas.tables import COLUMNS
 from schemas.topics import ALL_TOPICS, DEADLETTER, deadletter_record
 
 NAME = "events"
@@ -61,19 +60,7 @@ class EventsProcessor:
     def _sink(self, table: str) -> BatchSink:
         sink = self._sinks.get(table)
         if sink is None:
-            sc = self._store_config
-            sink = BatchSink(
-                self._store,
-                table,
-                COLUMNS[table],
-                max_rows=sc.batch_max_rows,
-                max_bytes=sc.batch_max_bytes,
-                max_age_secs=sc.batch_max_age_secs,
-                telemetry=self._telemetry,
-                clock=self._clock,
-                retry_initial_secs=sc.retry_initial_secs,
-                retry_max_secs=sc.retry_max_secs,
-            )
+            sink = BatchSink.for_table(self._store, table, self._store_config, self._telemetry, clock=self._clock)
             self._sinks[table] = sink
         return sink
 
