@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from collectors.hep.config import HepConfig
+from collectors.options.config import OptionsConfig
 from processors.call_legs.config import CallLegsConfig
 from schemas.envelope import Role
 from schemas.errors import ConfigError
@@ -199,6 +200,7 @@ class CollectorsConfig(_Frozen):
     """The collectors this process runs when its role is ``all`` or ``collector``."""
 
     hep: HepConfig = HepConfig()
+    options: OptionsConfig = OptionsConfig()
 
 
 class LogConfig(_Frozen):

@@ -18,6 +18,7 @@ command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
 command -v sngrep   >/dev/null 2>&1 || need+=(sngrep)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)   # the ladder page in a real browser
 command -v tshark   >/dev/null 2>&1 || need+=(tshark)     # checks the exported pcap decodes as SIP
+command -v promtool >/dev/null 2>&1 || need+=(prometheus) # alert rules: promtool check/test, and a real Prometheus evaluating them
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -48,7 +49,7 @@ apt-get "${lock[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/n
 
 # The units are enabled by the packages: keep them off at the next boot too, on systemd hosts.
 if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-  for unit in kamailio.service rtpengine-daemon.service rtpengine.service; do
+  for unit in kamailio.service rtpengine-daemon.service rtpengine.service prometheus.service prometheus-node-exporter.service; do
     if systemctl list-unit-files "$unit" >/dev/null 2>&1; then
       systemctl disable --now "$unit" >/dev/null 2>&1 || true
     fi
