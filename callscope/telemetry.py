@@ -103,6 +103,18 @@ class Telemetry:
             ["component"],
             registry=r,
         )
+        self.source_last_event_ts = Gauge(
+            "callscope_source_last_event_timestamp_seconds",
+            "Unix time the pipeline last stored an event from a source node, per kind (sip, ami, options ...).",
+            ["node", "kind"],
+            registry=r,
+        )
+        self.trunk_calls = Counter(
+            "callscope_trunk_calls_total",
+            "Call legs that ended through a configured trunk, by result (ASR = answered / all).",
+            ["trunk", "result"],
+            registry=r,
+        )
         self.http_requests = Counter(
             "callscope_http_requests_total",
             "HTTP requests the API answered, by route template, method and status class.",

@@ -24,6 +24,7 @@ class Processor(Protocol):
 def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Telemetry) -> list[Processor]:
     """Every processor this configuration runs, in start order."""
     from processors.call_legs.app import CallLegsProcessor
+    from processors.call_legs.trunks import trunk_ips
     from processors.events.app import EventsProcessor
     from processors.media_quality.app import MediaQualityProcessor
     from processors.registrations.app import RegistrationsProcessor
@@ -39,6 +40,7 @@ def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Tele
             telemetry,
             node=settings.node,
             legs=settings.processors.call_legs,
+            trunks=trunk_ips(settings.collectors.options),
         ),
         RegistrationsProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
         MediaQualityProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),

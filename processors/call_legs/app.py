@@ -37,6 +37,7 @@ from callscope.store.sink import BatchSink
 from callscope.telemetry import Telemetry
 from processors.call_legs.config import CallLegsConfig
 from processors.call_legs.correlator import FINAL_STATES, LIVE_STATES, LegCorrelator, LegRow, LinkRow, Output
+from processors.call_legs.trunks import TrunkCounter
 from schemas.envelope import ENVELOPE_ADAPTER, Envelope, SipEnvelope
 from schemas.errors import BusError
 from schemas.topics import topic_for
@@ -237,6 +238,7 @@ class CallLegsProcessor(CorrelatingShell):
         *,
         node: str,
         legs: CallLegsConfig | None = None,
+        trunks: dict[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -254,11 +256,12 @@ class CallLegsProcessor(CorrelatingShell):
         )
         self.correlator = LegCorrelator(self.legs_config)
         self._orphans: dict[str, int] = {}  # leg_id -> version at reload, until a message touches it
+        self.trunks = TrunkCounter(trunks or {})
 
     async def _reload(self) -> None:
         cfg = self.legs_config
         sql = (
-            "SELECT leg_id, version, checkpoint FROM call_legs FINAL"
+            "SELECT leg_id, version, state, checkpoint FROM call_legs FINAL"
             " WHERE (state IN {live:Array(String)} AND updated_at >= {now:DateTime64(6, 'UTC')}"
             " - toIntervalSecond({window:UInt32}))"
             " OR (state IN {final:Array(String)} AND updated_at >= {now:DateTime64(6, 'UTC')}"
@@ -273,6 +276,8 @@ class CallLegsProcessor(CorrelatingShell):
         }
         rows = await asyncio.to_thread(self._store.query, sql, params)
         for row in rows:
+            if row["state"] in FINAL_STATES:
+                self.trunks.seen(str(row["leg_id"]))  # counted by the process that closed it
             if row["checkpoint"]:
                 leg_id = self.correlator.restore(str(row["checkpoint"]))
                 self._orphans[leg_id] = int(row["version"])
@@ -282,7 +287,10 @@ class CallLegsProcessor(CorrelatingShell):
     def _feed(self, env: Envelope) -> list[PendingRow]:
         if not isinstance(env, SipEnvelope):
             return []
-        rows = leg_rows(self.correlator.feed(env))
+        body = env.body
+        if self.trunks.trunks and body.method == "INVITE" and body.is_request:
+            self.trunks.invite(f"{body.call_id}:{body.from_tag or ''}", body.src.ip, body.dst.ip)
+        rows = leg_rows(self._count_trunks(self.correlator.feed(env)))
         if self._orphans:
             for table, key, _ in rows:
                 if table == "call_legs":
@@ -290,7 +298,16 @@ class CallLegsProcessor(CorrelatingShell):
         return rows
 
     def _expire(self, now: datetime) -> list[PendingRow]:
-        return leg_rows(self.correlator.expire(now))
+        return leg_rows(self._count_trunks(self.correlator.expire(now)))
+
+    def _count_trunks(self, outputs: list[Output]) -> list[Output]:
+        if self.trunks.trunks:
+            for out in outputs:
+                if isinstance(out, LegRow):
+                    closed = self.trunks.closed(out)
+                    if closed is not None:
+                        self._telemetry.trunk_calls.labels(*closed).inc()
+        return outputs
 
     async def _filter_expired(self, rows: list[PendingRow]) -> list[PendingRow]:
         orphans = [key for table, key, _ in rows if table == "call_legs" and key in self._orphans]

@@ -23,6 +23,7 @@ from schemas.errors import BusError
 from schemas.topics import ALL_TOPICS, DEADLETTER, deadletter_record
 
 NAME = "events"
+MAX_SOURCES = 1000  # (node, kind) label pairs of callscope_source_last_event_timestamp_seconds
 
 
 class EventsProcessor:
@@ -54,6 +55,8 @@ class EventsProcessor:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._received: dict[str, Any] = {}  # topic -> events_received child
+        self._sources: dict[tuple[str, str], Any] = {}  # (node, kind) -> source_last_event_ts child
+        self._batch_sources: set[tuple[str, str]] = set()
         self.group = f"{config.group_prefix}.{NAME}"
         self.ready = asyncio.Event()
 
@@ -83,7 +86,7 @@ class EventsProcessor:
                 for (topic, partition), offset in last.items():
                     self._offsets[TopicPartition(topic, partition)] = offset + 1
                 if records:
-                    self._telemetry.last_event_ts.labels(NAME).set(time.time())
+                    self._mark_sources(time.time())
                 if self._offsets and (not records or any(s.due() for s in self._sinks.values())):
                     await self._flush_and_commit()
             await self._flush_and_commit()
@@ -112,6 +115,21 @@ class EventsProcessor:
             )
             return
         self._sink(out.table).add(out.values, len(value))
+        if out.node:
+            self._batch_sources.add((out.node, topic.rsplit(".", 1)[-1]))
+
+    def _mark_sources(self, now: float) -> None:
+        """Last-event time per source node and kind (a silent collector shows as an old timestamp)."""
+        self._telemetry.last_event_ts.labels(NAME).set(now)
+        for source in self._batch_sources:
+            child = self._sources.get(source)
+            if child is None:
+                if len(self._sources) >= MAX_SOURCES:
+                    self._telemetry.events_dropped.labels(NAME, "source_labels_full").inc()
+                    continue
+                child = self._sources[source] = self._telemetry.source_last_event_ts.labels(*source)
+            child.set(now)
+        self._batch_sources.clear()
 
     async def _flush_and_commit(self) -> None:
         if not self._offsets:

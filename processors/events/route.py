@@ -20,6 +20,7 @@ class Row:
     table: str
     values: tuple[Any, ...]
     id: str
+    node: str = ""  # the source node of an envelope ("" for dead letters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ def route(topic: str, value: bytes) -> Row | Rejected:
         table, values = row_for(env)
     except DecodeError as exc:
         return Rejected(exc.reason, str(exc))
-    return Row(table, values, env.id)
+    return Row(table, values, env.id, env.node)
 
 
 def _deadletter(value: bytes) -> Row | Rejected:
