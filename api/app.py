@@ -70,8 +70,12 @@ class HttpMetricsMiddleware:
             self.counter.labels(route=template, method=method, status=f"{status_code // 100}xx").inc()
 
 
-def create_app(ctx: ApiContext) -> FastAPI:
-    """Build the API for one process. ``ctx`` is reachable from routes as ``request.app.state.ctx``."""
+def create_app(ctx: ApiContext, *, query_routes: bool = True) -> FastAPI:
+    """Build the API for one process. ``ctx`` is reachable from routes as ``request.app.state.ctx``.
+
+    ``query_routes=False`` serves the open routes only (``/healthz``, ``/readyz``, ``/metrics``):
+    what a collector or processor process exposes.
+    """
     app = FastAPI(
         title="callscope",
         version=callscope.__version__,
@@ -82,6 +86,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.include_router(open_router())
-    app.include_router(api_v1_router())
+    if query_routes:
+        app.include_router(api_v1_router())
     app.add_middleware(HttpMetricsMiddleware, counter=ctx.telemetry.http_requests)
     return app

@@ -70,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="what this process runs (default: all, the embedded pipeline)",
     )
-    run.add_argument("--api-listen", metavar="HOST:PORT", help="API listen address (default 127.0.0.1:8080)")
+    run.add_argument(
+        "--api-listen",
+        metavar="HOST:PORT",
+        help="HTTP address (default 127.0.0.1:8080): the API for roles all and api;"
+        " /healthz, /readyz and /metrics only for collector and processor",
+    )
     run.add_argument("--hep-listen", metavar="HOST:PORT", help="HEP address, UDP and TCP (default 127.0.0.1:9060)")
 
     mig = sub.add_parser("migrate", help="apply the ClickHouse migrations", description="Apply pending migrations.")
@@ -212,6 +217,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if started.api_url:
             print(
                 f"  api:   {started.api_url}  (docs {started.api_url}/docs, metrics {started.api_url}/metrics)",
+                flush=True,
+            )
+        if started.metrics_url:
+            print(
+                f"  http:  {started.metrics_url}  (metrics {started.metrics_url}/metrics, health /healthz /readyz)",
                 flush=True,
             )
         for name, where in started.endpoints.items():

@@ -53,6 +53,7 @@ class Started:
     """What a running pipeline exposes (for the CLI's banner and for tests)."""
 
     api_url: str | None = None
+    metrics_url: str | None = None  # collector and processor roles: health and metrics only
     token_path: Path | None = None
     token_created: bool = False
     store_dsn: str | None = None
@@ -80,6 +81,7 @@ class Runtime:
 
     @property
     def wants_api(self) -> bool:
+        """The whole HTTP API (query routes, ingest); other roles serve only health and metrics."""
         return self.role in ("all", "api")
 
     @property
@@ -96,9 +98,11 @@ class Runtime:
         Raises :class:`schemas.errors.StartupError` (data directory held, port in use)
         or :class:`schemas.errors.ConfigError`.
         """
-        if self.wants_api:
-            host, port = parse_listen(self.settings.api.listen)
-            self._api_socket = _bind_tcp(host, port)
+        # Every role serves HTTP on api.listen: the full API for all/api, and /healthz,
+        # /readyz and /metrics alone for collector and processor processes (Prometheus
+        # scrapes each process; Kubernetes probes each pod).
+        host, port = parse_listen(self.settings.api.listen)
+        self._api_socket = _bind_tcp(host, port)
         if self.wants_store:
             store_config = self.settings.resolved_store()
             self.store = Store.open(store_config)
@@ -144,14 +148,14 @@ class Runtime:
                     self.started.components.append(f"collector:{coll.name}")
                     self.started.endpoints[coll.name] = coll.describe()
 
+            server = self._make_server()
+            assert self._api_socket is not None
+            tasks.append(asyncio.create_task(server.serve(sockets=[self._api_socket]), name="api"))
+            while not server.started:
+                if tasks[-1].done():
+                    tasks[-1].result()
+                await asyncio.sleep(0.01)
             if self.wants_api:
-                server = self._make_server()
-                assert self._api_socket is not None
-                tasks.append(asyncio.create_task(server.serve(sockets=[self._api_socket]), name="api"))
-                while not server.started:
-                    if tasks[-1].done():
-                        tasks[-1].result()
-                    await asyncio.sleep(0.01)
                 self.started.components.append("api")
 
             self.ready.set()
@@ -217,7 +221,7 @@ class Runtime:
 
         settings = self.settings
         tokens = list(settings.api.auth.tokens)
-        if settings.api.auth.enabled and not tokens:
+        if self.wants_api and settings.api.auth.enabled and not tokens:
             token, path, created = ensure_api_token(settings.data_dir)
             self.started.token_path, self.started.token_created = path, created
             from callscope.settings import TokenConfig
@@ -241,10 +245,14 @@ class Runtime:
             store=store,
             tokens=tuple(tokens),
         )
-        app = create_app(ctx)
+        app = create_app(ctx, query_routes=self.wants_api)
         assert self._api_socket is not None
         host, port = self._api_socket.getsockname()[:2]
-        self.started.api_url = f"http://{_url_host(host)}:{port}"
+        url = f"http://{_url_host(host)}:{port}"
+        if self.wants_api:
+            self.started.api_url = url
+        else:
+            self.started.metrics_url = url
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
         return _Server(config)
 

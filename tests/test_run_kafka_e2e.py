@@ -148,7 +148,8 @@ def test_roles_split_across_processes_on_kafka(kafka_bootstrap: str, tmp_path: P
     err_path = tmp_path / "processor.err"
     with err_path.open("wb") as err:
         processor = subprocess.Popen(
-            [*CLI, "run", "--role", "processor", "--data-dir", str(processor_dir)],  # no collectors: no HEP port
+            # no collectors: no HEP port; health and metrics only on an OS-given port
+            [*CLI, "run", "--role", "processor", "--data-dir", str(processor_dir), "--api-listen", "127.0.0.1:0"],
             stdout=subprocess.PIPE,
             stderr=err,
             env=env,
@@ -162,7 +163,14 @@ def test_roles_split_across_processes_on_kafka(kafka_bootstrap: str, tmp_path: P
             line = processor.stdout.readline()
             assert line, f"processor exited: {err_path.read_text()[-2000:]}"
             banner.append(line)
-        assert not any("api:" in line for line in banner)  # the processor role serves no API
+        assert not any("api:" in line for line in banner)  # the processor role serves no query API
+        http_line = next(line for line in banner if line.strip().startswith("http:"))
+        processor_url = http_line.split()[1]
+        metrics = httpx.get(f"{processor_url}/metrics", timeout=10)
+        assert metrics.status_code == 200
+        assert 'callscope_component_up{component="events"} 1.0' in metrics.text
+        assert httpx.get(f"{processor_url}/readyz", timeout=10).status_code == 200
+        assert httpx.get(f"{processor_url}/api/v1/info", timeout=10).status_code == 404
         api = start(tmp_path / "api", "--role", "api", env_extra=env_extra)
         marker = uuid.uuid4().hex[:8]
         docs = [sample_envelope("queue_log", id=f"q-{marker}-{i}", key=f"1700.{i}") for i in range(200)]
