@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bus_kafka, bus_memory, e2e_hep, hep_decode, sink_chdb
+from bench import bus_kafka, bus_memory, e2e_hep, hep_decode, options_probe, sink_chdb
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -81,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         "e2e_embedded_lost": e2e["e2e_embedded_lost"],
         "collector_rss_mb": e2e["collector_rss_mb"],
     }
+    options = options_probe.run(2000, 5.0 if args.quick else 10.0)
+    probes = float(options["load"]["probes_per_sec"])
+    rows.append(_row("options_probes_per_sec", "probe/s", probes, probes, probes, "2,000/s offered, UDP, 1 run", 2000))
+    extra.update(
+        options_rtt_median_ms=round(options["load"]["median_ms"], 3),
+        options_baseline_rtt_median_ms=round(options["baseline"]["median_ms"], 3),
+        options_rtt_overhead_ms=round(options["overhead_load_ms"], 3),
+        options_failed=options["load"]["failed"],
+    )
     # The trace benchmark owns a chDB directory of its own: run it in its own process.
     code = f"import json, bench.trace as t; print(json.dumps(t.run({n_trace})))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -77,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
         " /healthz, /readyz and /metrics only for collector and processor",
     )
     run.add_argument("--hep-listen", metavar="HOST:PORT", help="HEP address, UDP and TCP (default 127.0.0.1:9060)")
+    run.add_argument(
+        "--probe",
+        action="append",
+        default=[],
+        metavar="NAME=URI",
+        help="probe a trunk with SIP OPTIONS (sip:/sips: URI or HOST[:PORT]), on top of the config's"
+        " collectors.options.targets; repeatable",
+    )
+    run.add_argument(
+        "--probe-interval-secs",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds between probes of each --probe target (default 30)",
+    )
 
     mig = sub.add_parser("migrate", help="apply the ClickHouse migrations", description="Apply pending migrations.")
     _add_config(mig)
@@ -131,6 +146,37 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=500.0, help="packets per second; 0 = as fast as possible")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     demo.add_argument("--tcp", action="store_true", help="send over one TCP connection instead of UDP")
+
+    probe = sub.add_parser(
+        "probe",
+        help="send SIP OPTIONS to a URI and print code, reason and RTT (like sipsak)",
+        description=(
+            "Send SIP OPTIONS to URI (sip:/sips: URI or HOST[:PORT]) over UDP, TCP or TLS and print one line per"
+            " probe: status code, reason, RTT in ms and the Server header, or the error class (timeout, refused,"
+            " dns, tls, malformed, unexpected_code) and why. UDP retransmits per RFC 3261 timer E; RTT counts"
+            " from the first send. Exit 0 when every probe was reachable, 1 otherwise, 2 for a bad option."
+        ),
+    )
+    probe.add_argument("uri", metavar="URI", help="e.g. sip:sbc.carrier.example, sips:pbx:5061, 10.0.0.5:5070")
+    probe.add_argument("-n", "--count", type=int, default=1, metavar="N", help="probes to send (default 1)")
+    probe.add_argument("--interval-secs", type=float, default=1.0, metavar="S", help="between probe starts (default 1)")
+    probe.add_argument(
+        "--timeout-secs", type=float, default=5.0, metavar="S", help="no final answer by then: timeout (default 5)"
+    )
+    probe.add_argument("--transport", choices=("udp", "tcp", "tls"), help="overrides the URI's ;transport=")
+    probe.add_argument(
+        "--expect",
+        type=int,
+        nargs="+",
+        metavar="CODE",
+        help="status codes that count as reachable (default 200), e.g. --expect 200 404",
+    )
+    probe.add_argument("--no-verify", action="store_true", help="TLS: do not check the certificate or its name")
+    probe.add_argument("--ca-file", type=Path, metavar="PEM", help="TLS: CA bundle to check the certificate with")
+    probe.add_argument("--json", action="store_true", help="one JSON object per probe instead of text")
+    probe.add_argument(
+        "-c", "--config", type=Path, help="YAML configuration: node, collectors.options (user_agent, bind, t1_ms...)"
+    )
     return parser
 
 
@@ -199,6 +245,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.probe:
+        from callscope.probe import add_probe_targets
+
+        settings = add_probe_targets(settings, args.probe, args.probe_interval_secs, role=args.role)
     # Live call state is many small objects: the default thresholds make full collections
     # stall the event loop (measured as the largest single cost under load).
     gc.set_threshold(100_000, 50, 1000)
@@ -261,6 +311,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from callscope.probe import ProbeOptions, run_probe
+
+    opts = ProbeOptions(
+        args.uri,
+        count=args.count,
+        interval_secs=args.interval_secs,
+        timeout_secs=args.timeout_secs,
+        transport=args.transport,
+        expect=args.expect,
+        verify=not args.no_verify,
+        ca_file=args.ca_file,
+        config=args.config,
+    )
+    return run_probe(opts, sys.stdout, as_json=args.json)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import time
 
@@ -293,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "replay": cmd_replay,
         "demo": cmd_demo,
+        "probe": cmd_probe,
     }
     try:
         if args.command in handlers:

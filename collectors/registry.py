@@ -35,4 +35,9 @@ def build_collectors(settings: Settings, producer: Producer, telemetry: Telemetr
         from collectors.hep.collector import HepCollector
 
         out.append(HepCollector(hep, settings, producer, telemetry))
+    options = settings.collectors.options
+    if options.enabled and options.targets:
+        from collectors.options.collector import OptionsCollector
+
+        out.append(OptionsCollector(options, settings, producer, telemetry))
     return out

@@ -166,6 +166,11 @@ class OptionsBody(_Body):
     rtt_ms: float | None = Field(default=None, ge=0)
     server: str | None = None
     error: Literal["timeout", "refused", "dns", "tls", "malformed", "unexpected_code"] | None = None
+    error_detail: str | None = Field(default=None, max_length=256, description="Short text on the error.")
+    remote: str | None = Field(default=None, max_length=128, description="Address actually probed (IP:PORT).")
+    attempts: int | None = Field(
+        default=None, ge=0, description="Transmissions of the request (UDP retransmissions included)."
+    )
 
 
 class LogBody(_Body):

@@ -15,11 +15,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command() -> None:
     proc = _run("--help")
     assert proc.returncode == 0
-    for command in ("run", "migrate", "replay", "schemas", "config"):
+    for command in ("run", "migrate", "replay", "demo", "probe", "schemas", "config"):
         assert command in proc.stdout
     run_help = _run("run", "--help").stdout
     assert "--role" in run_help
     assert "--api-listen" in run_help
+    assert "--probe" in run_help
 
 
 def test_migrate_is_idempotent(tmp_path: Path) -> None:

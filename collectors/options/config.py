@@ -176,7 +176,10 @@ class OptionsConfig(_Frozen):
     bind: str = Field(default="0.0.0.0", description="Local address the probes are sent from.")
     tls_verify: bool = Field(default=True, description="Check the peer's certificate and name.")
     tls_ca_file: Path | None = Field(default=None, description="CA bundle for TLS targets (default: the system's).")
-    dns_timeout_secs: float = Field(default=2.0, gt=0, le=60)
+    dns_timeout_secs: float = Field(default=2.0, gt=0, le=60, description="A lookup slower than this: error dns.")
+    dns_cache_secs: float = Field(
+        default=60.0, ge=0, le=86400, description="How long a resolved host name is reused; 0 resolves every probe."
+    )
 
     @field_validator("expect_codes")
     @classmethod
