@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from collectors.hep.config import HepConfig
 from collectors.options.config import OptionsConfig
 from processors.call_legs.config import CallLegsConfig
+from processors.health.config import HealthConfig
 from schemas.envelope import Role
 from schemas.errors import ConfigError
 
@@ -194,6 +195,7 @@ class ProcessorConfig(_Frozen):
     poll_timeout_ms: int = Field(default=200, ge=1)
     lag_report_secs: float = Field(default=5.0, gt=0, description="How often consumer lag is measured for /metrics.")
     call_legs: CallLegsConfig = CallLegsConfig()
+    health: HealthConfig = HealthConfig()
 
 
 class CollectorsConfig(_Frozen):

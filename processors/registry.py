@@ -26,6 +26,7 @@ def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Tele
     from processors.call_legs.app import CallLegsProcessor
     from processors.call_legs.trunks import trunk_ips
     from processors.events.app import EventsProcessor
+    from processors.health.app import HealthProcessor
     from processors.media_quality.app import MediaQualityProcessor
     from processors.registrations.app import RegistrationsProcessor
 
@@ -44,5 +45,16 @@ def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Tele
         ),
         RegistrationsProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
         MediaQualityProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
+        HealthProcessor(
+            settings.processors,
+            store_config,
+            bus,
+            store,
+            telemetry,
+            node=settings.node,
+            health=settings.processors.health,
+            options=settings.collectors.options,
+            topology=settings.topology,
+        ),
     ]
     return out

@@ -416,3 +416,20 @@ COLUMNS["media_quality"] = (
     "clock_rate",
     "codec",
 )
+# processors/health (DDL in 0007): one row per state or flapping change
+COLUMNS["health_transitions"] = (
+    "id",
+    "scope",
+    "node",
+    "target",
+    "target_kind",
+    "from_state",
+    "to_state",
+    "at",
+    "reason",
+    "status",
+    "rtt_ms",
+    "error",
+    "passive",
+    "flapping",
+)
