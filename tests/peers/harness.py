@@ -403,30 +403,34 @@ class Uas:
             return None
 
 
-def start_uas(scenario_path: Path | str, workdir: Path, *, name: str, calls: int = 1) -> Uas:
-    """A sipp UAS on a free port, answering ``calls`` calls with the scenario, then exiting.
+def start_uas(scenario_path: Path | str, workdir: Path, *, name: str, calls: int = 1, port: int | None = None) -> Uas:
+    """A sipp UAS answering ``calls`` calls with the scenario, then exiting.
 
-    Ready once its UDP port is bound (sipp binds before it reads the first message).
+    On ``port`` when given (a peer restarted where callers expect it), else on a free port
+    (retried when another process takes it first). Ready once its UDP port is bound (sipp
+    binds before it reads the first message).
     """
     binary = require("sipp")["sipp"]
-    for _ in range(3):
-        port = free_udp_port()
+    process: PeerProcess | None = None
+    for _ in range(1 if port is not None else 3):
+        chosen = port if port is not None else free_udp_port()
         media = free_udp_block(4)
-        argv = _sipp_argv(binary, scenario_path, port, media, ["-m", str(calls)], workdir / f"{name}.msg")
+        argv = _sipp_argv(binary, scenario_path, chosen, media, ["-m", str(calls)], workdir / f"{name}.msg")
         process = start_process(name, argv, workdir)
 
-        def bound(port: int = port, process: PeerProcess = process) -> bool:
-            return _udp_bound(port) or not process.alive()
+        def bound(chosen: int = chosen, process: PeerProcess = process) -> bool:
+            return _udp_bound(chosen) or not process.alive()
 
         try:
-            wait_until(f"sipp {name} to bind {port}", bound, 10)
+            wait_until(f"sipp {name} to bind {chosen}", bound, 10)
         except PeerFailed:
             process.stop()
             raise
         if process.alive():
-            return Uas(process, port)
+            return Uas(process, chosen)
         process.stop()
-    raise PeerFailed(f"sipp {name} did not start: {process.describe()}")
+    where = f" on port {port}" if port is not None else ""
+    raise PeerFailed(f"sipp {name} did not start{where}: {process.describe() if process else ''}")
 
 
 def _udp_bound(port: int) -> bool:
