@@ -182,7 +182,8 @@ def run_probe(opts: ProbeOptions, out: TextIO, *, as_json: bool = False) -> int:
     ok = [r for r in results if r.error is None]
     if not as_json:
         rtts = [r.rtt_ms for r in results if r.rtt_ms is not None]
-        summary = f"--- {len(results)} probes, {len(ok)} reachable, {len(results) - len(ok)} failed"
+        noun = "probe" if len(results) == 1 else "probes"
+        summary = f"--- {len(results)} {noun}, {len(ok)} reachable, {len(results) - len(ok)} failed"
         if rtts:
             summary += f"; rtt min/median/max {min(rtts):.3f}/{statistics.median(rtts):.3f}/{max(rtts):.3f} ms"
         print(summary, file=out, flush=True)
