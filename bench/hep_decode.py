@@ -6,8 +6,11 @@ The mix is one call's worth of realistic packets, cycled: INVITE with SDP, 100, 
 200 with SDP, ACK, BYE, 200, plus REGISTER/200, OPTIONS/200 and two rtpengine RTCP JSON
 reports (14 packets, 12 of them SIP), each encoded as Kamailio does (HEP3, spec chunk
 order, correlation id). Every packet gets distinct bytes (Call-ID and time vary), so
-nothing is served from a cache. Prints packets per second, the median of the runs with
-their min-max spread.
+nothing per call or per packet is served from a cache. What the decoder and the envelope
+builder do cache is per agent or per host, bounded, and hits in production as it does
+here: the node of a capture id, the text of an address (up to 4096 hosts), the spelling
+of a header name, the event-id hasher of a node. Prints packets per second, the median of
+the runs with their min-max spread. ``--profile`` prints a cProfile of one run instead.
 """
 
 from __future__ import annotations

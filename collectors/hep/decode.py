@@ -1,4 +1,4 @@
-"""HEP (v1, v2, v3/EEP) decoding and encoding: bytes in, :class:`HepPacket` out. Pure, no I/O.
+"""HEP (v1, v2, v3/EEP) decoding: bytes in, :class:`HepPacket` out. Pure, no I/O.
 
 HEPv3 follows the HEP/EEP specification rev 37: ``"HEP3"``, a big-endian u16 total
 length, then chunks ``{u16 vendor, u16 type, u16 length incl. the 6-byte header, value}``
@@ -25,74 +25,32 @@ Every malformed input raises :class:`HepError` and nothing else.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import struct
 import zlib
-from dataclasses import dataclass, field
 
-from schemas.errors import DecodeError
+# The packet model, the encoder and TCP framing live in their own modules; they are
+# re-exported here, where the collector, replay, demo and tests have always found them.
+from collectors.hep.encode import encode_hep3
+from collectors.hep.framing import frame_stream, resync
+from collectors.hep.packet import HEP3_MAGIC, REASONS, HepError, HepPacket
 
 __all__ = [
     "HEP3_MAGIC",
+    "REASONS",
     "HepError",
     "HepPacket",
     "decode",
     "encode_hep3",
     "frame_stream",
+    "resync",
 ]
 
-HEP3_MAGIC = b"HEP3"
-#: EEP/HEP3 over "EEP1" magic is not seen in the wild; only HEP3 is accepted.
-
-#: Bounded ``reason`` labels of :class:`HepError`.
-REASONS = ("short", "magic", "length", "chunk", "zlib", "version", "payload", "family")
-
 _MAX_INFLATED = 1 << 20  # a zlib bomb guard: 1 MiB of decompressed payload is plenty for SIP
-
-
-class HepError(DecodeError):
-    """A HEP packet that cannot be decoded. ``reason`` is one of :data:`REASONS`."""
-
-    reason = "hep"
-
-
-@dataclass(slots=True)
-class HepPacket:
-    """One decoded HEP packet (any version)."""
-
-    version: int  # 1, 2 or 3
-    family: int  # 2 IPv4, 10 IPv6 (socket.AF_INET6 on Linux)
-    protocol: int  # IP protocol: 17 UDP, 6 TCP, 132 SCTP ...
-    src_ip: str
-    src_port: int
-    dst_ip: str
-    dst_port: int
-    ts_sec: int
-    ts_usec: int
-    payload_type: int = 1  # chunk 0x000b; 1 SIP, 5 RTCP JSON, 100 log ...
-    payload: bytes = b""  # decompressed when it came as chunk 0x0010
-    capture_id: int | None = None  # chunk 0x000c (v2: the u16 in the time block)
-    capture_name: str | None = None  # chunk 0x0013
-    auth_key: bytes | None = None  # chunk 0x000e
-    compressed: bool = False  # payload came in chunk 0x0010 (zlib)
-    correlation_id: str | None = None  # chunk 0x0011
-    vlan: int | None = None  # chunk 0x0012
-    keepalive: bool = False  # HEP3 without any payload chunk
-    truncated: bool = False  # declared HEP3 length > buffer, chunks complete (see module doc)
-    extra: list[tuple[int, int, bytes]] = field(default_factory=list)  # (vendor, type, value)
-    raw: bytes = field(default=b"", repr=False, compare=False)  # the packet as received (for event ids)
-
-    @property
-    def ts_us(self) -> int:
-        """Capture time in microseconds since the epoch (0 for HEPv1)."""
-        return self.ts_sec * 1_000_000 + self.ts_usec
-
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _CHUNK = struct.Struct("!HHH")
-_HEP3_HDR = struct.Struct("!4sH")
 _V12_HDR = struct.Struct("!BBBBHH")
 _V2_TIME = struct.Struct("<IIHH")
 
@@ -102,24 +60,63 @@ _unpack_u32 = _U32.unpack_from
 _ntoa4 = socket.inet_ntoa
 _MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
+# The chunks Kamailio's siptrace (and encode_hep3) put first, in the spec's order: family,
+# protocol, IPv4 (or IPv6) source and destination, ports, seconds, microseconds, payload type
+# and a u32 capture id (other agents order their chunks otherwise, see FACTS.md). One struct
+# reads their 10 chunk headers (values skipped) and compares them with the expected ones; a
+# second reads the values. A packet that matches decodes exactly as the chunk walk would
+# decode those chunks; the walk goes on after them. Any other layout is walked from the start.
+_PREFIX_HEADERS = "!6x 3H x 3H x 3H {a}x 3H {a}x 3H 2x 3H 2x 3H 4x 3H 4x 3H x 3H 4x"
+_PREFIX_VALUES = "!6x 6xB 6xB 6x{a}s 6x{a}s 6xH 6xH 6xI 6xI 6xB 6xI"
+
+
+def _prefix_layout(alen: int, src_type: int) -> tuple[struct.Struct, tuple[int, ...], struct.Struct]:
+    chunks = ((1, 1), (2, 1), (src_type, alen), (src_type + 1, alen), (7, 2), (8, 2), (9, 4), (10, 4), (11, 1), (12, 4))
+    expected = tuple(v for ctype, vlen in chunks for v in (0, ctype, vlen + 6))
+    return (
+        struct.Struct(_PREFIX_HEADERS.format(a=alen)),
+        expected,
+        struct.Struct(_PREFIX_VALUES.format(a=alen)),
+    )
+
+
+_PREFIX4_HEADERS, _PREFIX4_EXPECTED, _PREFIX4_VALUES = _prefix_layout(4, 0x03)
+_PREFIX6_HEADERS, _PREFIX6_EXPECTED, _PREFIX6_VALUES = _prefix_layout(16, 0x05)
+_PREFIX4_SIZE = _PREFIX4_HEADERS.size
+_PREFIX6_SIZE = _PREFIX6_HEADERS.size
+
+# Address text by packed bytes: a collector hears a few hundred hosts, not millions.
+_IP_TEXT: dict[bytes, str] = {}
+_IP_TEXT_MAX = 4096
+
+
+def _address(value: bytes) -> str:
+    """Text of a 4- or 16-byte address (IPv4-mapped IPv6 as IPv4); cached by the packed bytes."""
+    text = _IP_TEXT.get(value)
+    if text is None:
+        if len(value) == 4:
+            text = _ntoa4(value)
+        elif value[:12] == _MAPPED_PREFIX:
+            text = _ntoa4(value[12:])
+        else:
+            text = socket.inet_ntop(socket.AF_INET6, value)
+        if len(_IP_TEXT) >= _IP_TEXT_MAX:
+            _IP_TEXT.clear()
+        _IP_TEXT[value] = text
+    return text
+
 
 def _ip4(value: bytes) -> str:
-    if len(value) == 4:
-        return _ntoa4(value)
-    if len(value) == 16:
-        # sip3 PACKET_2: IPv4-mapped IPv6 values inside the IPv4 chunk types.
-        if value[:12] == _MAPPED_PREFIX:
-            return _ntoa4(value[12:])
-        return socket.inet_ntop(socket.AF_INET6, value)
-    raise HepError(f"IPv4 address chunk of {len(value)} bytes", reason="chunk")
+    # sip3 PACKET_2: IPv4-mapped IPv6 values inside the IPv4 chunk types.
+    if len(value) != 4 and len(value) != 16:
+        raise HepError(f"IPv4 address chunk of {len(value)} bytes", reason="chunk")
+    return _address(value)
 
 
 def _ip6(value: bytes) -> str:
     if len(value) != 16:
         raise HepError(f"IPv6 address chunk of {len(value)} bytes", reason="chunk")
-    if value[:12] == _MAPPED_PREFIX:
-        return _ntoa4(value[12:])
-    return socket.inet_ntop(socket.AF_INET6, value)
+    return _address(value)
 
 
 def _text(value: bytes) -> str:
@@ -146,7 +143,8 @@ def decode(data: bytes | bytearray | memoryview) -> HepPacket:
     raise HepError("not a HEP packet", reason="magic")
 
 
-def _decode_v3(data: bytes, n: int) -> HepPacket:
+def _decode_v3(data: bytes, n: int, prefix: bool = True) -> HepPacket:
+    """Walk the chunks; ``prefix=False`` walks the common prefix too (tests compare the two)."""
     total = _unpack_u16(data, 4)[0]
     truncated = False
     if total < 6:
@@ -171,6 +169,21 @@ def _decode_v3(data: bytes, n: int) -> HepPacket:
     vlan: int | None = None
     extra: list[tuple[int, int, bytes]] = []
     off = 6
+    # The common layout's first ten chunks in one go (see _prefix_layout); the walk goes on after them.
+    if prefix and end >= _PREFIX4_SIZE and _PREFIX4_HEADERS.unpack_from(data) == _PREFIX4_EXPECTED:
+        family, protocol, src, dst, src_port, dst_port, ts_sec, ts_usec, payload_type, capture_id = (
+            _PREFIX4_VALUES.unpack_from(data)
+        )
+        src_ip = _address(src)
+        dst_ip = _address(dst)
+        off = _PREFIX4_SIZE
+    elif prefix and end >= _PREFIX6_SIZE and _PREFIX6_HEADERS.unpack_from(data) == _PREFIX6_EXPECTED:
+        family, protocol, src, dst, src_port, dst_port, ts_sec, ts_usec, payload_type, capture_id = (
+            _PREFIX6_VALUES.unpack_from(data)
+        )
+        src_ip = _address(src)
+        dst_ip = _address(dst)
+        off = _PREFIX6_SIZE
     try:
         while off < end:
             if off + 6 > end:
@@ -179,22 +192,29 @@ def _decode_v3(data: bytes, n: int) -> HepPacket:
             stop = off + clen
             if clen < 6 or stop > end:
                 raise HepError(f"chunk 0x{ctype:04x} length {clen}", reason="chunk")
-            vs = off + 6
-            vlen = clen - 6
+            vs = off + 6  # the value; clen counts the 6-byte chunk header too
+            # The chunks that follow the common prefix come first: payload, auth key, correlation id.
             if vendor != 0 or ctype > 0x13:
                 extra.append((vendor, ctype, data[vs:stop]))
             elif ctype == 0x0F:
                 payload = data[vs:stop]
                 compressed = False
+            elif ctype == 0x0E:
+                auth_key = data[vs:stop]
+            elif ctype == 0x11:
+                try:
+                    correlation_id = data[vs:stop].decode()
+                except UnicodeDecodeError:
+                    correlation_id = data[vs:stop].decode("latin-1")
             elif ctype == 0x10:
                 payload = data[vs:stop]
                 compressed = True
             elif ctype == 0x01:
-                if vlen != 1:
+                if clen != 7:
                     raise HepError("family chunk", reason="chunk")
                 family = data[vs]
             elif ctype == 0x02:
-                if vlen != 1:
+                if clen != 7:
                     raise HepError("protocol chunk", reason="chunk")
                 protocol = data[vs]
             elif ctype == 0x03:
@@ -206,38 +226,34 @@ def _decode_v3(data: bytes, n: int) -> HepPacket:
             elif ctype == 0x06:
                 dst_ip = _ip6(data[vs:stop])
             elif ctype == 0x07:
-                if vlen != 2:
+                if clen != 8:
                     raise HepError("port chunk", reason="chunk")
                 src_port = _unpack_u16(data, vs)[0]
             elif ctype == 0x08:
-                if vlen != 2:
+                if clen != 8:
                     raise HepError("port chunk", reason="chunk")
                 dst_port = _unpack_u16(data, vs)[0]
             elif ctype == 0x09:
-                if vlen != 4:
+                if clen != 10:
                     raise HepError("time chunk", reason="chunk")
                 ts_sec = _unpack_u32(data, vs)[0]
             elif ctype == 0x0A:
-                if vlen != 4:
+                if clen != 10:
                     raise HepError("time chunk", reason="chunk")
                 ts_usec = _unpack_u32(data, vs)[0]
             elif ctype == 0x0B:
-                if vlen != 1:
+                if clen != 7:
                     raise HepError("payload type chunk", reason="chunk")
                 payload_type = data[vs]
             elif ctype == 0x0C:
-                if vlen == 4:
+                if clen == 10:
                     capture_id = _unpack_u32(data, vs)[0]
-                elif vlen == 2:  # some old agents send a u16
+                elif clen == 8:  # some old agents send a u16
                     capture_id = _unpack_u16(data, vs)[0]
                 else:
                     raise HepError("capture id chunk", reason="chunk")
-            elif ctype == 0x0E:
-                auth_key = data[vs:stop]
-            elif ctype == 0x11:
-                correlation_id = _text(data[vs:stop])
             elif ctype == 0x12:
-                if vlen != 2:
+                if clen != 8:
                     raise HepError("vlan chunk", reason="chunk")
                 vlan = _unpack_u16(data, vs)[0]
             elif ctype == 0x13:
@@ -254,27 +270,27 @@ def _decode_v3(data: bytes, n: int) -> HepPacket:
     if family == 0:
         family = 10 if ":" in src_ip else 2
     return HepPacket(
-        version=3,
-        family=family,
-        protocol=protocol,
-        src_ip=src_ip,
-        src_port=src_port,
-        dst_ip=dst_ip,
-        dst_port=dst_port,
-        ts_sec=ts_sec,
-        ts_usec=ts_usec,
-        payload_type=payload_type,
-        payload=payload if payload is not None else b"",
-        capture_id=capture_id,
-        capture_name=capture_name,
-        auth_key=auth_key,
-        compressed=compressed,
-        correlation_id=correlation_id,
-        vlan=vlan,
-        keepalive=payload is None,
-        truncated=truncated,
-        extra=extra,
-        raw=data,
+        3,
+        family,
+        protocol,
+        src_ip,
+        src_port,
+        dst_ip,
+        dst_port,
+        ts_sec,
+        ts_usec,
+        payload_type,
+        payload if payload is not None else b"",
+        capture_id,
+        capture_name,
+        auth_key,
+        compressed,
+        correlation_id,
+        vlan,
+        payload is None,
+        truncated,
+        extra,
+        data,
     )
 
 
@@ -332,122 +348,3 @@ def _decode_v12(data: bytes, n: int, version: int) -> HepPacket:
         capture_id=capture_id,
         raw=data,
     )
-
-
-# --------------------------------------------------------------------------- encode
-
-
-def _chunk(ctype: int, value: bytes, vendor: int = 0) -> bytes:
-    if len(value) > 0xFFFF - 6:
-        raise HepError(f"chunk 0x{ctype:04x} of {len(value)} bytes", reason="length")
-    return _CHUNK.pack(vendor & 0xFFFF, ctype & 0xFFFF, len(value) + 6) + value
-
-
-def _addr_chunks(pkt: HepPacket) -> list[bytes]:
-    try:
-        src = ipaddress.ip_address(pkt.src_ip or "0.0.0.0")
-        dst = ipaddress.ip_address(pkt.dst_ip or "0.0.0.0")
-    except ValueError as exc:
-        raise HepError(f"address: {exc}", reason="payload") from None
-    if src.version == 4 and dst.version == 4:
-        return [_chunk(0x03, src.packed), _chunk(0x04, dst.packed)]
-    if src.version == 4:
-        src = ipaddress.IPv6Address(b"\x00" * 10 + b"\xff\xff" + src.packed)
-    if dst.version == 4:
-        dst = ipaddress.IPv6Address(b"\x00" * 10 + b"\xff\xff" + dst.packed)
-    return [_chunk(0x05, src.packed), _chunk(0x06, dst.packed)]
-
-
-def encode_hep3(pkt: HepPacket, *, compress: bool = False) -> bytes:
-    """Encode ``pkt`` as HEP3 in the spec's chunk order (what Kamailio/heplify send).
-
-    ``compress`` puts the payload in chunk 0x0010 (zlib) instead of 0x000f. A keep-alive
-    packet (``pkt.keepalive``, empty payload) has no payload chunk. ``extra`` chunks are
-    written verbatim after the generic ones. Raises :class:`HepError` (``"length"``) when
-    the result would exceed 65535 bytes.
-    """
-    family = pkt.family or (10 if ":" in pkt.src_ip else 2)
-    chunks = [
-        _chunk(0x01, bytes((family & 0xFF,))),
-        _chunk(0x02, bytes((pkt.protocol & 0xFF,))),
-        *_addr_chunks(pkt),
-        _chunk(0x07, _U16.pack(pkt.src_port & 0xFFFF)),
-        _chunk(0x08, _U16.pack(pkt.dst_port & 0xFFFF)),
-        _chunk(0x09, _U32.pack(pkt.ts_sec & 0xFFFFFFFF)),
-        _chunk(0x0A, _U32.pack(pkt.ts_usec & 0xFFFFFFFF)),
-        _chunk(0x0B, bytes((pkt.payload_type & 0xFF,))),
-    ]
-    if pkt.capture_id is not None:
-        chunks.append(_chunk(0x0C, _U32.pack(pkt.capture_id & 0xFFFFFFFF)))
-    if pkt.auth_key is not None:
-        chunks.append(_chunk(0x0E, pkt.auth_key))
-    if pkt.correlation_id is not None:
-        chunks.append(_chunk(0x11, pkt.correlation_id.encode()))
-    if pkt.vlan is not None:
-        chunks.append(_chunk(0x12, _U16.pack(pkt.vlan & 0xFFFF)))
-    if pkt.capture_name is not None:
-        chunks.append(_chunk(0x13, pkt.capture_name.encode()))
-    chunks.extend(_chunk(ctype, value, vendor) for vendor, ctype, value in pkt.extra)
-    if not (pkt.keepalive and not pkt.payload):
-        if compress:
-            chunks.append(_chunk(0x10, zlib.compress(pkt.payload)))
-        else:
-            chunks.append(_chunk(0x0F, pkt.payload))
-    body = b"".join(chunks)
-    total = len(body) + 6
-    if total > 0xFFFF:
-        raise HepError(f"HEP3 packet of {total} bytes", reason="length")
-    return _HEP3_HDR.pack(HEP3_MAGIC, total) + body
-
-
-# --------------------------------------------------------------------------- TCP framing
-
-
-def frame_stream(buf: bytearray) -> list[bytes]:
-    """Pop every complete HEP3 packet from the front of ``buf`` (a TCP receive buffer).
-
-    Complete packets are removed from ``buf`` and returned in order; a partial packet stays
-    for the next read. When the front of ``buf`` is not ``"HEP3"`` (or declares a length
-    below 6), :class:`HepError` is raised with reason ``"magic"`` (or ``"length"``) and
-    ``buf`` is left untouched. Bad bytes *after* good packets are not raised at once: the
-    good packets are returned and the next call raises, so nothing decodable is lost.
-
-    HEP over TCP has no marker that cannot also occur inside a payload, so the recommended
-    reaction is to count the error and close the connection (the agent reconnects and
-    starts on a packet boundary). :func:`resync` is there for callers that prefer to skip
-    to the next ``"HEP3"`` instead.
-    """
-    out: list[bytes] = []
-    pos = 0
-    n = len(buf)
-    while n - pos >= 6:
-        if buf[pos : pos + 4] != HEP3_MAGIC:
-            if out:
-                break  # return the good ones first; the next call raises
-            raise HepError("stream does not start with HEP3", reason="magic")
-        total = (buf[pos + 4] << 8) | buf[pos + 5]
-        if total < 6:
-            if out:
-                break
-            raise HepError(f"declared length {total}", reason="length")
-        if n - pos < total:
-            break
-        out.append(bytes(buf[pos : pos + total]))
-        pos += total
-    if pos:
-        del buf[:pos]
-    elif n < 6 and n and not HEP3_MAGIC.startswith(bytes(buf[:4])):
-        raise HepError("stream does not start with HEP3", reason="magic")
-    return out
-
-
-def resync(buf: bytearray) -> int:
-    """Drop bytes from the front of ``buf`` up to the next ``"HEP3"``; return how many were dropped.
-
-    When no magic is found, all but the last 3 bytes (a possible magic prefix) are dropped.
-    """
-    idx = buf.find(HEP3_MAGIC, 1)
-    if idx < 0:
-        idx = max(len(buf) - 3, 0)
-    del buf[:idx]
-    return idx

@@ -2,8 +2,10 @@
 
 :func:`envelope_from_hep` returns ``(kind, key, envelope bytes)``. The envelope JSON is built
 from plain dicts with orjson (this is the hot path; building the pydantic models costs more
-than everything else together). The output is exactly what :func:`schemas.envelope.validate`
-accepts -- ``tests/hep/test_events.py`` validates samples of it.
+than everything else together): the SIP body is the dict :func:`.sip.parse_fields` returns,
+after the transport fields, encoded with the envelope in one ``orjson.dumps``. The output is
+exactly what the pydantic models of :mod:`schemas.envelope` would encode --
+``tests/hep/test_events.py`` and ``tests/hep/test_hot_path.py`` check samples of it.
 
 Payload types:
 
@@ -29,12 +31,16 @@ the capture name (chunk 0x0013, reduced to ``[A-Za-z0-9_.-]``), else ``hep-<capt
 else ``collector_node``. The role comes from the topology (``collector`` when unknown).
 
 Id: ``event_id(kind, node, raw packet bytes)`` -- the same packet gives the same id, so a
-packet mirrored twice or replayed deduplicates. Time: the HEP time; HEPv1 packets, and
-HEP3 packets without time chunks, take ``received_us``.
+packet mirrored twice or replayed deduplicates. Per (topology, config, collector node) a
+context caches the node of each (capture id, capture name) and a blake2b hasher per (kind,
+node) that has already read the id's prefix (see ``_Context``).
+
+Time: the HEP time; HEPv1 packets, and HEP3 packets without time chunks, take ``received_us``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import time
@@ -45,8 +51,8 @@ import orjson
 from callscope.settings import TopologyConfig
 from collectors.hep.config import HepConfig
 from collectors.hep.decode import HepPacket, encode_hep3
-from collectors.hep.sip import parse
-from schemas.envelope import SCHEMA_VERSION, event_id
+from collectors.hep.sip import parse_fields
+from schemas.envelope import SCHEMA_VERSION
 from schemas.errors import DecodeError
 
 __all__ = ["PAYLOAD_TYPES", "envelope_from_hep", "node_for_packet", "ts_text"]
@@ -59,8 +65,9 @@ _NODE_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _CALL_ID = re.compile(r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+(?:@[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+)?")
 _dumps = orjson.dumps
 
-# Formatted seconds: packets arrive in time order, so nearly every call hits this small cache.
+# Formatted seconds (with the dot): packets arrive in time order, so nearly every call hits this small cache.
 _SECONDS: dict[int, str] = {}
+_DIGITS3 = tuple(f"{i:03d}" for i in range(1000))  # microseconds as two 3-digit halves: no format spec to parse
 
 
 def ts_text(ts_us: int) -> str:
@@ -69,13 +76,13 @@ def ts_text(ts_us: int) -> str:
     text = _SECONDS.get(sec)
     if text is None:
         try:
-            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
         except (OverflowError, OSError, ValueError):
             raise DecodeError(f"time {ts_us} out of range", reason="time") from None
         if len(_SECONDS) >= 64:
             _SECONDS.clear()
         _SECONDS[sec] = text
-    return f"{text}.{usec:06d}Z"
+    return f"{text}{_DIGITS3[usec // 1000]}{_DIGITS3[usec % 1000]}Z"
 
 
 def _swap32(value: int) -> int:
@@ -103,8 +110,72 @@ def node_for_packet(
     return name, topology.role_of(name), capture_id
 
 
-def _endpoint(ip: str, port: int) -> dict[str, Any]:
-    return {"ip": ip[:64], "port": port}
+class _Context:
+    """What the translation derives from one (topology, config, collector node): built once, reused.
+
+    Nodes are cached by (capture id, capture name) -- agents are few, packets many -- and each
+    node's event id hasher is kept with the (kind, node) prefix already fed, so a packet's id
+    costs one copy and one update. The caches are bounded (cleared when full).
+    """
+
+    __slots__ = ("auth_key", "collector_node", "hep", "nodes", "prefixes", "topology")
+
+    def __init__(self, topology: TopologyConfig, hep: HepConfig, collector_node: str) -> None:
+        self.topology = topology
+        self.hep = hep
+        self.collector_node = collector_node
+        self.auth_key = hep.auth_key.encode() if hep.auth_key is not None else None
+        self.nodes: dict[tuple[int | None, str | None], tuple[str, str, int | None]] = {}
+        self.prefixes: dict[tuple[str, str], Any] = {}
+
+    def node(self, pkt: HepPacket) -> tuple[str, str, int | None]:
+        key = (pkt.capture_id, pkt.capture_name)
+        found = self.nodes.get(key)
+        if found is None:
+            found = node_for_packet(pkt, topology=self.topology, hep=self.hep, collector_node=self.collector_node)
+            if pkt.capture_name is None or len(pkt.capture_name) <= 256:  # bounded memory
+                if len(self.nodes) >= _CACHE_MAX:
+                    self.nodes.clear()
+                self.nodes[key] = found
+        return found
+
+    def event_id(self, kind: str, node: str, raw: bytes) -> str:
+        """``schemas.envelope.event_id(kind, node, raw)``, from a hasher that has seen the prefix."""
+        prefix = self.prefixes.get((kind, node))
+        if prefix is None:
+            prefix = hashlib.blake2b(digest_size=16)
+            prefix.update(kind.encode())
+            prefix.update(b"\x00")
+            prefix.update(node.encode())
+            prefix.update(b"\x00")
+            if len(self.prefixes) >= _CACHE_MAX:
+                self.prefixes.clear()
+            self.prefixes[(kind, node)] = prefix
+        h = prefix.copy()
+        h.update(raw)
+        return str(h.hexdigest())
+
+
+_CACHE_MAX = 4096
+_CONTEXTS_MAX = 8
+# A collector calls with the same three objects every time (the configs are frozen): the last
+# context is checked by identity per packet; a few more are kept for processes that run more
+# than one collector (HEP and replay). A context holds its topology and config, so the ids in
+# the keys cannot be reused by other objects while it is kept.
+_context: _Context | None = None
+_contexts: dict[tuple[int, int, str], _Context] = {}
+
+
+def _context_for(topology: TopologyConfig, hep: HepConfig, collector_node: str) -> _Context:
+    global _context  # noqa: PLW0603 - the last context, checked first by envelope_from_hep
+    key = (id(topology), id(hep), collector_node)
+    ctx = _contexts.get(key)
+    if ctx is None or ctx.topology is not topology or ctx.hep is not hep:
+        if len(_contexts) >= _CONTEXTS_MAX:
+            _contexts.clear()
+        ctx = _contexts[key] = _Context(topology, hep, collector_node)
+    _context = ctx
+    return ctx
 
 
 def envelope_from_hep(
@@ -122,21 +193,30 @@ def envelope_from_hep(
         raise DecodeError(f"HEP payload type {ptype} is not handled", reason="unsupported_type")
     if pkt.keepalive:
         raise DecodeError("keep-alive packet without payload", reason="keepalive")
-    if hep.auth_key is not None and not hmac.compare_digest(pkt.auth_key or b"", hep.auth_key.encode()):
+    ctx = _context
+    if ctx is None or ctx.topology is not topology or ctx.hep is not hep or ctx.collector_node != collector_node:
+        ctx = _context_for(topology, hep, collector_node)
+    if ctx.auth_key is not None and not hmac.compare_digest(pkt.auth_key or b"", ctx.auth_key):
         raise DecodeError("auth key differs", reason="auth")
     correlation_id = pkt.correlation_id
     if correlation_id is not None and len(correlation_id) > 1024:
         raise DecodeError("correlation id over 1024 characters", reason="correlation_id")
-    node, role, capture_id = node_for_packet(pkt, topology=topology, hep=hep, collector_node=collector_node)
-    ts_us = pkt.ts_us if pkt.version != 1 and (pkt.ts_sec or pkt.ts_usec) else received_us
+    node, role, capture_id = ctx.node(pkt)
+    ts_sec = pkt.ts_sec
+    ts_usec = pkt.ts_usec
+    ts_us = ts_sec * 1_000_000 + ts_usec if pkt.version != 1 and (ts_sec or ts_usec) else received_us
     raw = pkt.raw or encode_hep3(pkt)
-    src = _endpoint(pkt.src_ip, pkt.src_port)
-    dst = _endpoint(pkt.dst_ip, pkt.dst_port)
+    src = {"ip": pkt.src_ip[:64], "port": pkt.src_port}
+    dst = {"ip": pkt.dst_ip[:64], "port": pkt.dst_port}
 
+    body: dict[str, Any] = {}
+    rtcp_body: bytes | None = None
     if kind == "sip":
-        msg = parse(pkt.payload, correlation_headers=hep.correlation_headers, max_message_bytes=hep.max_packet_bytes)
-        key = msg.call_id
-        head = {
+        fields = parse_fields(
+            pkt.payload, correlation_headers=hep.correlation_headers, max_message_bytes=hep.max_packet_bytes
+        )
+        key = fields["call_id"]
+        body = {
             "src": src,
             "dst": dst,
             "transport": _TRANSPORTS.get(pkt.protocol, "other"),
@@ -144,8 +224,7 @@ def envelope_from_hep(
             "capture_name": pkt.capture_name,
             "correlation_id": correlation_id,
         }
-        # The SipMessage dataclass serialises to the rest of the body: splice the two objects.
-        body = _dumps(head)[:-1] + b"," + _dumps(msg)[1:]
+        body.update(fields)
     elif kind == "rtcp":
         try:
             report = orjson.loads(pkt.payload)
@@ -154,8 +233,8 @@ def envelope_from_hep(
         if not isinstance(report, dict):
             raise DecodeError("RTCP payload is not a JSON object", reason="rtcp_json")
         key = correlation_id or ""
-        try:
-            body = _dumps(
+        try:  # on its own, as before: orjson's nesting limit counts from the body, not the envelope
+            rtcp_body = _dumps(
                 {"src": src, "dst": dst, "capture_id": capture_id, "correlation_id": correlation_id, "report": report}
             )
         except orjson.JSONEncodeError:  # pragma: no cover - what orjson loads it can dump
@@ -168,28 +247,27 @@ def envelope_from_hep(
             message = payload.decode("latin-1")
         key = correlation_id or ""
         call_id = correlation_id if correlation_id and _CALL_ID.fullmatch(correlation_id) else None
-        body = _dumps(
-            {
-                "src": src,
-                "dst": dst,
-                "capture_id": capture_id,
-                "message": message.rstrip("\r\n\x00"),
-                "level": None,
-                "correlation_id": correlation_id,
-                "call_id": call_id,
-                "source": "hep",
-            }
-        )
-    envelope = _dumps(
-        {
-            "v": SCHEMA_VERSION,
-            "kind": kind,
-            "id": event_id(kind, node, raw),
-            "node": node,
-            "role": role,
-            "ts": ts_text(ts_us),
-            "received": ts_text(received_us),
-            "key": key,
+        body = {
+            "src": src,
+            "dst": dst,
+            "capture_id": capture_id,
+            "message": message.rstrip("\r\n\x00"),
+            "level": None,
+            "correlation_id": correlation_id,
+            "call_id": call_id,
+            "source": "hep",
         }
-    )
-    return kind, key, envelope[:-1] + b',"body":' + body + b"}"
+    envelope: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "kind": kind,
+        "id": ctx.event_id(kind, node, raw),
+        "node": node,
+        "role": role,
+        "ts": ts_text(ts_us),
+        "received": ts_text(received_us),
+        "key": key,
+    }
+    if rtcp_body is not None:
+        return kind, key, _dumps(envelope)[:-1] + b',"body":' + rtcp_body + b"}"
+    envelope["body"] = body
+    return kind, key, _dumps(envelope)

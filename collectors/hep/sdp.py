@@ -88,12 +88,9 @@ def summarize(text: str) -> SdpSummaryDict:
     cur: SdpMediaDict | None = None
     cur_map: dict[str, str] = {}
     for line in text.split("\n"):
-        if len(line) < 2 or line[1] != "=":
-            continue
-        kind = line[0]
-        value = line[2:].rstrip("\r")
-        if kind == "a":
-            name, _, rest = value.partition(":")
+        kind = line[:2]  # lines without "<letter>=" and the types not summarised fall through
+        if kind == "a=":
+            name, _, rest = line[2:].rstrip("\r").partition(":")
             if name == "rtpmap":
                 pt, _, enc = rest.strip().partition(" ")
                 if cur is not None and enc:
@@ -103,11 +100,11 @@ def summarize(text: str) -> SdpSummaryDict:
                     session_dir = name
                 else:
                     cur["direction"] = name
-        elif kind == "m":
+        elif kind == "m=":
             if len(media) >= _MAX_MEDIA:
                 cur = None
                 continue
-            parts = value.split()
+            parts = line[2:].split()  # split() drops the "\r" too
             if len(parts) < 2:
                 cur = None
                 continue
@@ -127,14 +124,14 @@ def summarize(text: str) -> SdpSummaryDict:
             }
             media.append(cur)
             rtpmaps.append(cur_map)
-        elif kind == "c":
-            addr = _conn_addr(value)
+        elif kind == "c=":
+            addr = _conn_addr(line[2:])  # splits on whitespace, "\r" included
             if cur is None:
                 session_conn = addr
             else:
                 cur["connection"] = addr
-        elif kind == "o":
-            origin = value[:256]
+        elif kind == "o=":
+            origin = line[2:].rstrip("\r")[:256]
     for m, rtpmap in zip(media, rtpmaps, strict=True):
         codecs = m["codecs"]
         for fmt in m["formats"]:
@@ -174,7 +171,8 @@ _MAX_VQ_LINES = 256
 def _vq_scalar(text: str) -> Any:
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         return text[1:-1]
-    if text.isascii() and text.lstrip("-").isdigit() and len(text) < 19:
+    unsigned = text[1:] if text[:1] == "-" else text  # one sign at most: "--1" is text, not a crash
+    if unsigned.isascii() and unsigned.isdigit() and len(text) < 19:
         return int(text)
     try:
         number = float(text)

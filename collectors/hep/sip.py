@@ -3,8 +3,10 @@
 :func:`parse` takes one SIP message as bytes and returns a :class:`SipMessage` carrying the
 fields of :class:`schemas.bodies.SipBody` that come from the message itself (the transport
 fields -- src, dst, transport, capture id/name, correlation id -- come from HEP). Values are
-plain Python/JSON types (``sdp`` and ``vq_report`` are dicts), so ``orjson.dumps`` of the
-dataclass is a valid body once the transport fields are added (see :mod:`.events`).
+plain Python/JSON types (``sdp`` and ``vq_report`` are dicts). :func:`parse_fields` returns
+the same fields as a plain dict, in the same order: the collector's hot path puts it in the
+envelope body as it is, once the transport fields are added (see :mod:`.events`). Header
+names and the syntax of header values are in :mod:`.sip_headers`.
 
 Accepted syntax: request and status lines; case-insensitive header names; compact forms
 (RFC 3261 section 7.3.3 and later RFCs, see :data:`COMPACT`); folded (continuation) lines;
@@ -37,12 +39,22 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from collectors.hep.sdp import SdpSummaryDict, parse_vq_report, summarize
+from collectors.hep.sip_headers import (
+    BRANCH,
+    COMPACT,
+    EXPIRES,
+    KEPT_HEADERS,
+    MULTI,
+    digits,
+    name_addr,
+    split_commas,
+)
 from schemas.errors import DecodeError
 
-__all__ = ["COMPACT", "KEPT_HEADERS", "REASONS", "SipError", "SipMessage", "parse"]
+__all__ = ["COMPACT", "KEPT_HEADERS", "REASONS", "SipError", "SipFields", "SipMessage", "parse", "parse_fields"]
 
 REASONS = ("not_sip", "start_line", "header", "oversized", "call_id", "cseq", "content_length")
 
@@ -95,61 +107,44 @@ class SipMessage:
     raw: str = ""
 
 
-#: Compact header forms (RFC 3261 7.3.3, RFC 3265, 3515, 3841, 3891, 3892, 4028, 4474, 3428).
-COMPACT = {
-    "i": "call-id",
-    "f": "from",
-    "t": "to",
-    "v": "via",
-    "m": "contact",
-    "l": "content-length",
-    "c": "content-type",
-    "k": "supported",
-    "s": "subject",
-    "e": "content-encoding",
-    "o": "event",
-    "u": "allow-events",
-    "r": "refer-to",
-    "b": "referred-by",
-    "x": "session-expires",
-    "a": "accept-contact",
-    "j": "reject-contact",
-    "d": "request-disposition",
-    "y": "identity",
-    "n": "identity-info",
-}
+class SipFields(TypedDict):
+    """:class:`SipMessage`'s fields as a dict (what :func:`parse_fields` returns), in the same order."""
 
-#: Headers kept verbatim in ``SipMessage.headers`` (long names; repeated ones joined with ", ").
-KEPT_HEADERS = {
-    name.lower(): name
-    for name in (
-        "Route",
-        "Record-Route",
-        "Max-Forwards",
-        "Event",
-        "Subscription-State",
-        "Refer-To",
-        "Referred-By",
-        "Replaces",
-        "Diversion",
-        "History-Info",
-        "Warning",
-        "Privacy",
-        "P-Charging-Vector",
-        "Session-Expires",
-        "RSeq",
-        "RAck",
-        "Supported",
-        "Require",
-        "Allow",
-        "Subject",
-    )
-}
+    is_request: bool
+    method: str | None
+    request_uri: str | None
+    status: int | None
+    reason: str | None
+    call_id: str
+    cseq: int | None
+    from_user: str | None
+    from_display: str | None
+    from_uri: str | None
+    from_tag: str | None
+    to_user: str | None
+    to_display: str | None
+    to_uri: str | None
+    to_tag: str | None
+    via_branch: str | None
+    via_branches: list[str]
+    contact: str | None
+    user_agent: str | None
+    server: str | None
+    pai: str | None
+    pai_user: str | None
+    session_id: str | None
+    expires: int | None
+    reason_header: str | None
+    content_type: str | None
+    correlation: dict[str, str]
+    sdp: SdpSummaryDict | None
+    vq_report: dict[str, Any] | None
+    headers: dict[str, str]
+    raw: str
 
-_KEPT_NAMES = KEPT_HEADERS
-#: Headers whose repeats are joined with ", " (comma-separated lists by RFC 3261 7.3.1).
-_MULTI = frozenset(("via", "route", "record-route", "supported", "require", "allow", "history-info", "diversion"))
+
 _FOLD = re.compile(r"\r?\n[ \t]+")
+_CR_LF = (13, 10)
 
 
 def _text(data: bytes) -> str:
@@ -157,79 +152,6 @@ def _text(data: bytes) -> str:
         return data.decode()
     except UnicodeDecodeError:
         return data.decode("latin-1")
-
-
-_NAME_ADDR = re.compile(r'[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^<"]*?))[ \t]*<([^>]*)>(.*)', re.S)
-_ADDR_SPEC = re.compile(r"[ \t]*([^;]*?)[ \t]*(;.*)?", re.S)
-_TAG = re.compile(r";[ \t]*tag=([^; \t,]+)", re.I)
-_BRANCH = re.compile(r";[ \t]*branch=([^;, \t>]+)", re.I)
-_EXPIRES = re.compile(r";[ \t]*expires=([0-9]+)", re.I)
-_SIP_USER = re.compile(r"(?:sips?|SIPS?|Sips?):([^@;:]+)[^@>]*@")
-_TEL_USER = re.compile(r"(?:tel|TEL|Tel):([^;>]+)")
-
-
-def _name_addr(value: str) -> tuple[str | None, str | None, str | None, str | None]:
-    """(display, uri, user, tag) of a From/To/PAI value."""
-    m = _NAME_ADDR.match(value)
-    if m is not None:
-        quoted, display, uri, params = m.groups()
-        if quoted is not None:
-            display = quoted
-        uri = uri.strip()
-    else:
-        if "<" in value:  # "<" without ">"
-            return None, None, None, None
-        m = _ADDR_SPEC.fullmatch(value)
-        if m is None:  # pragma: no cover - the pattern matches any string
-            return None, None, None, None
-        uri, params = m.groups()
-        display = None
-    tag = None
-    if params:
-        t = _TAG.search(params)
-        if t is not None:
-            tag = t.group(1)
-    return display or None, uri or None, _uri_user(uri), tag
-
-
-def _uri_user(uri: str) -> str | None:
-    m = _SIP_USER.match(uri)
-    if m is not None:
-        return m.group(1)
-    m = _TEL_USER.match(uri)
-    if m is not None:
-        return m.group(1).strip() or None
-    return None
-
-
-def _split_commas(value: str) -> list[str]:
-    """Split a header value on commas outside quotes and angle brackets."""
-    if "," not in value:
-        return [value]
-    out: list[str] = []
-    depth = 0
-    quoted = False
-    start = 0
-    for i, ch in enumerate(value):
-        if ch == '"':
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif ch == "<":
-            depth += 1
-        elif ch == ">":
-            depth = max(depth - 1, 0)
-        elif ch == "," and depth == 0:
-            out.append(value[start:i])
-            start = i + 1
-    out.append(value[start:])
-    return out
-
-
-def _digits(value: str) -> int | None:
-    if value and len(value) <= 10 and value.isascii() and value.isdigit():
-        return int(value)
-    return None
 
 
 def _start_line(line: str) -> tuple[bool, str | None, str | None, int | None, str | None]:
@@ -264,54 +186,107 @@ def parse(
     max_message_bytes: int = 65535,
 ) -> SipMessage:
     """Parse one SIP message. Raises :class:`SipError` (see the module docstring) and nothing else."""
-    n = len(data)
-    if n == 0:
-        raise SipError("empty message", reason="not_sip")
-    if n > max_message_bytes:
-        raise SipError(f"{n}-byte message", reason="oversized")
-    # Header/body split on the bytes, so Content-Length counts bytes.
-    crlf = data.find(b"\r\n\r\n")
-    lf = data.find(b"\n\n", 0, crlf if crlf >= 0 else n)
-    if lf >= 0:  # bare-LF message (or "\r\n\n"); a head line never contains "\n\n"
-        head_end, body_start = lf, lf + 2
-    elif crlf >= 0:
-        head_end, body_start = crlf, crlf + 4
-    else:
-        head_end = body_start = n
-    raw = _text(data)
-    # One decode: byte offsets are character offsets when every character took one byte.
-    head = raw[:head_end] if len(raw) == n else _text(data[:head_end])
-    if "\n " in head or "\n\t" in head:
-        head = _FOLD.sub(" ", head)
+    return SipMessage(
+        **parse_fields(data, correlation_headers=correlation_headers, max_message_bytes=max_message_bytes)
+    )
+
+
+# Canonical (lower-case, long-form) header name by the text before the colon, as written.
+# Only valid names are cached; a full cache is cleared (agents use a few dozen spellings).
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_MAX = 1024
+
+
+def _header_name(line: str, name: str, colon: str) -> str:
+    """The canonical name of a header line's ``name`` part; :class:`SipError` when it is not one."""
+    if not colon:
+        if line.startswith((" ", "\t")):
+            raise SipError("continuation before any header", reason="header")
+        raise SipError("header line without a colon", reason="header")
+    key = name.rstrip(" \t").lower()
+    if not key or " " in key or "\t" in key or key[0] in " \t":
+        raise SipError("bad header name", reason="header")
+    if len(key) == 1:
+        key = COMPACT.get(key, key)
+    if len(name) <= 64:  # bounded memory: long names are not remembered
+        if len(_CANONICAL) >= _CANONICAL_MAX:
+            _CANONICAL.clear()
+        _CANONICAL[name] = key
+    return key
+
+
+def _head(head: str) -> tuple[bool, str | None, str | None, int | None, str | None, dict[str, str]]:
+    """The start line's fields and the first value of every header by canonical lower-case name.
+
+    Repeats of the comma-list headers (Via, Route ...) are joined with ", ".
+    """
     lines = head.rstrip("\r\n").split("\n")
     if len(lines) > MAX_HEADER_LINES:
         raise SipError(f"{len(lines)} header lines", reason="oversized")
     if len(head) > MAX_HEADER_LINE and max(map(len, lines)) > MAX_HEADER_LINE:
         raise SipError("header line over 8 KiB", reason="oversized")
     is_request, method, request_uri, status, reason = _start_line(lines[0].rstrip("\r"))
-
-    # First value of every header by canonical lower-case name; repeats of the
-    # comma-list headers (Via, Route ...) are joined with ", ".
     found: dict[str, str] = {}
-    compact = COMPACT
-    multi = _MULTI
+    canonical = _CANONICAL
+    multi = MULTI
     for line in lines[1:]:
         name, colon, text = line.partition(":")
-        if not colon:
-            if line.startswith((" ", "\t")):
-                raise SipError("continuation before any header", reason="header")
-            raise SipError("header line without a colon", reason="header")
-        name = name.rstrip(" \t").lower()
-        if not name or " " in name or "\t" in name or name[0] in " \t":
-            raise SipError("bad header name", reason="header")
-        if len(name) == 1:
-            name = compact.get(name, name)
-        text = text.strip()
-        old = found.get(name)
-        if old is None:
-            found[name] = text
-        elif name in multi:
-            found[name] = f"{old}, {text}"
+        key = canonical.get(name)
+        if key is None or not colon:
+            key = _header_name(line, name, colon)
+        if key not in found:
+            found[key] = text.strip()
+        elif key in multi:
+            found[key] = f"{found[key]}, {text.strip()}"
+    return is_request, method, request_uri, status, reason, found
+
+
+def parse_fields(
+    data: bytes,
+    *,
+    correlation_headers: Sequence[str] = ("x-cid",),
+    max_message_bytes: int = 65535,
+) -> SipFields:
+    """:func:`parse` without the dataclass: the same fields as a dict, in :class:`SipMessage`'s order.
+
+    This is the collector's hot path: the dict goes into the envelope's body as it is.
+    """
+    n = len(data)
+    if n == 0:
+        raise SipError("empty message", reason="not_sip")
+    if n > max_message_bytes:
+        raise SipError(f"{n}-byte message", reason="oversized")
+    # Header/body split on the bytes, so Content-Length counts bytes. The blank line is the
+    # first "\r\n\r\n" or an earlier "\n\n" (a bare-LF message). A "\n\n" inside the head up
+    # to "\r\n\r\n" makes an empty header line, which never parses, or sits at its end: so it
+    # is looked for only when that head fails or ends in a line break (rare), not every time.
+    crlf = data.find(b"\r\n\r\n")
+    if crlf >= 0:
+        lf = -1
+        head_end, body_start = crlf, crlf + 4
+    else:
+        lf = data.find(b"\n\n")
+        head_end, body_start = (lf, lf + 2) if lf >= 0 else (n, n)
+    raw = _text(data)
+    # One decode: byte offsets are character offsets when every character took one byte.
+    ascii_offsets = len(raw) == n
+    head = raw[:head_end] if ascii_offsets else _text(data[:head_end])
+    try:
+        parsed = _head(head)
+    except SipError:
+        parsed = None
+    if parsed is None or (crlf > 0 and data[crlf - 1] in _CR_LF):  # the head ends in "\r" or "\n"
+        if crlf >= 0:
+            lf = data.find(b"\n\n", 0, crlf)
+            if lf >= 0:  # bare-LF message (or "\r\n\n"); a head line never contains "\n\n"
+                head_end, body_start = lf, lf + 2
+                head = raw[:head_end] if ascii_offsets else _text(data[:head_end])
+        # Folded lines are rare too: a continuation line starts with a space or tab, which no
+        # header name does, so an unfolded head that has one never parses either.
+        if "\n " in head or "\n\t" in head:
+            head = _FOLD.sub(" ", head)
+        parsed = _head(head)  # raises the error of the head as it is
+    is_request, method, request_uri, status, reason, found = parsed
 
     call_id = found.get("call-id")
     if not call_id:
@@ -322,7 +297,7 @@ def parse(
     if cseq_value is None:
         raise SipError("missing CSeq", reason="cseq")
     cseq_parts = cseq_value.split()
-    cseq = _digits(cseq_parts[0]) if len(cseq_parts) == 2 else None
+    cseq = digits(cseq_parts[0]) if len(cseq_parts) == 2 else None
     if cseq is None or cseq >= 1 << 32:
         raise SipError("bad CSeq", reason="cseq")
     if not is_request:
@@ -332,7 +307,7 @@ def parse(
     clen_value = found.get("content-length")
     body_len = n - body_start
     if clen_value is not None:
-        clen = _digits(clen_value)
+        clen = digits(clen_value)
         if clen is None or clen >= 1 << 32:
             raise SipError("bad Content-Length", reason="content_length")
         if clen > body_len and (lf < 0 or clen > body_len + data.count(b"\n") - data.count(b"\r\n")):
@@ -342,17 +317,17 @@ def parse(
     from_display = from_uri = from_user = from_tag = None
     value = found.get("from")
     if value is not None:
-        from_display, from_uri, from_user, from_tag = _name_addr(value)
+        from_display, from_uri, from_user, from_tag = name_addr(value)
     to_display = to_uri = to_user = to_tag = None
     value = found.get("to")
     if value is not None:
-        to_display, to_uri, to_user, to_tag = _name_addr(value)
+        to_display, to_uri, to_user, to_tag = name_addr(value)
     via = found.get("via")
-    branches = _BRANCH.findall(via)[:MAX_VIA_BRANCHES] if via is not None else []
+    branches = BRANCH.findall(via)[:MAX_VIA_BRANCHES] if via is not None else []
     pai = pai_user = None
     value = found.get("p-asserted-identity")
     if value is not None:
-        _, pai, pai_user, _ = _name_addr(_split_commas(value)[0])
+        _, pai, pai_user, _ = name_addr(split_commas(value)[0])
     session_id = None
     value = found.get("session-id")
     if value is not None:
@@ -361,11 +336,11 @@ def parse(
     expires = None
     value = found.get("expires")
     if value is not None:
-        expires = _digits(value)
-    elif contact is not None:
-        m = _EXPIRES.search(_split_commas(contact)[0])
+        expires = digits(value)
+    elif contact is not None and ";" in contact:  # an expires parameter needs a ";"
+        m = EXPIRES.search(split_commas(contact)[0])
         if m is not None:
-            expires = _digits(m.group(1))
+            expires = digits(m.group(1))
     reason_header = found.get("reason")
     if reason_header is not None:
         reason_header = reason_header[:512]
@@ -378,42 +353,42 @@ def parse(
             sdp = summarize(_text(data[body_start : body_start + body_len]))
         elif media_type == "application/vq-rtcpxr":
             vq_report = parse_vq_report(_text(data[body_start : body_start + body_len]))
-    kept = {_KEPT_NAMES[k]: v for k, v in found.items() if k in _KEPT_NAMES}
+    kept = {KEPT_HEADERS[k]: v for k, v in found.items() if k in KEPT_HEADERS}
     correlation: dict[str, str] = {}
     for wanted in correlation_headers:
         value = found.get(wanted) or found.get(wanted.lower())
         if value is not None:
             correlation[wanted.lower()] = value
-    return SipMessage(
-        is_request,
-        method,
-        request_uri,
-        status,
-        reason,
-        call_id,
-        cseq,
-        from_user,
-        from_display,
-        from_uri,
-        from_tag,
-        to_user,
-        to_display,
-        to_uri,
-        to_tag,
-        branches[0] if branches else None,
-        branches,
-        contact,
-        found.get("user-agent"),
-        found.get("server"),
-        pai,
-        pai_user,
-        session_id,
-        expires,
-        reason_header,
-        ctype,
-        correlation,
-        sdp,
-        vq_report,
-        kept,
-        raw,
-    )
+    return {
+        "is_request": is_request,
+        "method": method,
+        "request_uri": request_uri,
+        "status": status,
+        "reason": reason,
+        "call_id": call_id,
+        "cseq": cseq,
+        "from_user": from_user,
+        "from_display": from_display,
+        "from_uri": from_uri,
+        "from_tag": from_tag,
+        "to_user": to_user,
+        "to_display": to_display,
+        "to_uri": to_uri,
+        "to_tag": to_tag,
+        "via_branch": branches[0] if branches else None,
+        "via_branches": branches,
+        "contact": contact,
+        "user_agent": found.get("user-agent"),
+        "server": found.get("server"),
+        "pai": pai,
+        "pai_user": pai_user,
+        "session_id": session_id,
+        "expires": expires,
+        "reason_header": reason_header,
+        "content_type": ctype,
+        "correlation": correlation,
+        "sdp": sdp,
+        "vq_report": vq_report,
+        "headers": kept,
+        "raw": raw,
+    }
