@@ -163,7 +163,11 @@ def _since(value: Any) -> datetime | None:
 
 
 def _vantage(
-    state: dict[str, Any] | None, probe: dict[str, Any] | None, stale_secs: float, now: datetime
+    state: dict[str, Any] | None,
+    probe: dict[str, Any] | None,
+    stale_secs: float,
+    now: datetime,
+    passive_delay_secs: float = 0.0,
 ) -> VantagePoint:
     body: dict[str, Any] = {}
     if probe is not None:
@@ -173,6 +177,8 @@ def _vantage(
         except orjson.JSONDecodeError:
             body = {}
     last_at: datetime | None = probe["last_ts"] if probe is not None else None
+    if probe is not None and bool(probe["passive"]):
+        stale_secs += passive_delay_secs  # a passive result is known when the pinger's transaction ends
     return VantagePoint(
         node=str((state or probe or {})["node"]),
         state=str(state["state"]) if state is not None else "unknown",
@@ -192,6 +198,8 @@ def _vantage(
 def load_health(store: QueryStore, ctx: ApiContext, now: datetime) -> tuple[list[TargetHealth], list[NodeSummary]]:
     """Every target's health and the per-node summary, from the store and the configured targets."""
     policies = _policies(ctx)
+    health = ctx.settings.processors.health
+    passive_delay = health.passive_timeout_secs + 2 * health.expire_interval_secs
     states = store.query(_STATES)
     probes = store.query(_LAST_PROBES, {"since": _lookback(ctx, now)})
     configured = {t.name: t.kind for t in ctx.settings.collectors.options.targets}
@@ -212,7 +220,7 @@ def load_health(store: QueryStore, ctx: ApiContext, now: datetime) -> tuple[list
     for name in sorted(names):
         stale_secs = policies(name).stale_secs
         points = [
-            _vantage(pair_states.get(pair), pair_probes.get(pair), stale_secs, now)
+            _vantage(pair_states.get(pair), pair_probes.get(pair), stale_secs, now, passive_delay)
             for pair in sorted(by_target.get(name, []))
         ]
         agg = aggregate.get(name)

@@ -44,7 +44,7 @@ from collectors.options.config import OptionsConfig
 from processors.call_legs.app import CorrelatingShell, PendingRow, utc_now
 from processors.health.config import HealthConfig
 from processors.health.metrics import health_metrics
-from processors.health.passive import Dropped, PassiveCorrelator, normalize_ip
+from processors.health.passive import Dropped, PassiveCorrelator, hostport, normalize_ip
 from processors.health.policy import Policies
 from processors.health.results import (
     STATES,
@@ -90,17 +90,18 @@ GROUP BY node, target
 
 
 def own_addresses(topology: TopologyConfig) -> dict[str, frozenset[str]]:
-    """Node name -> its IP literal from the topology (``address`` as IP or IP:PORT)."""
+    """Node name -> its address from the topology: ``IP:PORT`` (that port only) or a bare IP (every port)."""
     out: dict[str, frozenset[str]] = {}
     for node in topology.nodes:
         if not node.address:
             continue
-        ip = normalize_ip(node.address)
-        if ip is None:
+        own = normalize_ip(node.address)
+        if own is None:
             host, sep, port = node.address.rpartition(":")
             ip = normalize_ip(host) if sep and port.isdigit() else None
-        if ip is not None:
-            out[node.name] = frozenset({ip})
+            own = hostport(ip, int(port)) if ip is not None else None
+        if own is not None:
+            out[node.name] = frozenset({own})
     return out
 
 

@@ -24,8 +24,13 @@ shape the active prober publishes:
   an ``error="timeout"`` result from :meth:`PassiveCorrelator.expire`. A
   transaction times out at the second ``expire`` past its deadline, so an answer
   in the next bus batch of a replay still finds its request.
-- An answer without its request (capture started mid-transaction, or the request
-  was on another node) is :class:`Dropped` ``unmatched_answer``.
+- An answer can be mirrored before its request: Kamailio's siptrace (``trace_mode``)
+  mirrors a request it sends after sending it, and the answer, read by another worker
+  process, may be mirrored first. A final answer without its request is therefore
+  held until the second :meth:`PassiveCorrelator.expire`; the request arriving by then
+  completes the transaction (RTT 0 when the answer's time is earlier). Still alone
+  then (capture started mid-transaction, or the request was on another node), it is
+  :class:`Dropped` ``unmatched_answer``.
 
 The result envelope's id derives from the request's event id, so a replay of the
 same capture produces the same envelope. ``ts`` is the request's time (as the active
@@ -109,6 +114,7 @@ class PassiveCorrelator:
     own_addresses: Mapping[str, frozenset[str]] = field(default_factory=dict)
     _txns: dict[TxnKey, _Txn] = field(default_factory=dict, init=False)
     _others: set[str] = field(default_factory=set, init=False)
+    _early: dict[TxnKey, tuple[SipEnvelope, bool]] = field(default_factory=dict, init=False)  # answer, overdue
     _by_address: dict[tuple[str, int], tuple[str, Literal["trunk", "node", "subscriber", "other"]]] = field(
         default_factory=dict, init=False
     )
@@ -122,7 +128,7 @@ class PassiveCorrelator:
                 self._by_address.setdefault((ip, sip.port), (target.name, target.kind))
 
     def __len__(self) -> int:
-        return len(self._txns)
+        return len(self._txns) + len(self._early)
 
     @property
     def passive_targets(self) -> int:
@@ -144,8 +150,17 @@ class PassiveCorrelator:
         if b.status is None or b.status < 200:
             return []  # provisional
         if txn is None:
-            return [Dropped("unmatched_answer")]
-        if txn.ignored or txn.done_at is not None:
+            if key in self._early:
+                return []  # a retransmitted final answer, still waiting for its request
+            if len(self) >= self.health.max_passive_transactions:
+                return [Dropped("unmatched_answer")]
+            self._early[key] = (env, False)  # mirrored before its request, perhaps
+            return []
+        return self._answer(txn, env)
+
+    def _answer(self, txn: _Txn, env: SipEnvelope) -> list[PassiveOutput]:
+        b = env.body
+        if txn.ignored or txn.done_at is not None or b.status is None:
             return []  # a retransmitted final answer, or the answer to a dropped request
         ts = micros(env.ts)
         txn.done_at = ts
@@ -165,14 +180,23 @@ class PassiveCorrelator:
         ]
 
     def _request(self, key: TxnKey, env: SipEnvelope) -> list[PassiveOutput]:
-        if len(self._txns) >= self.health.max_passive_transactions:
+        early = self._early.pop(key, None)
+        out = self._open(key, env)
+        txn = self._txns.get(key)
+        if early is not None and txn is not None:
+            out.extend(self._answer(txn, early[0]))
+        return out
+
+    def _open(self, key: TxnKey, env: SipEnvelope) -> list[PassiveOutput]:
+        if len(self) >= self.health.max_passive_transactions:
             return [Dropped("transaction_limit")]
         b = env.body
         ip = normalize_ip(b.dst.ip) or b.dst.ip
         remote = hostport(ip, b.dst.port)
         txn = _Txn(request=env, ts=micros(env.ts), target="", kind="other", expect=(), remote=remote)
         self._txns[key] = txn
-        if ip in self.own_addresses.get(env.node, frozenset()):
+        own = self.own_addresses.get(env.node, frozenset())
+        if ip in own or remote in own:  # a bare IP is the node on every port; IP:PORT that port only
             txn.ignored = True
             return [Dropped("inbound")]
         configured = self._by_address.get((ip, b.dst.port))
@@ -251,4 +275,10 @@ class PassiveCorrelator:
             )
         for key in gone:
             del self._txns[key]
+        for key, (answer, overdue) in list(self._early.items()):
+            if overdue:  # no request within a whole expire interval: it is not coming
+                del self._early[key]
+                out.append(Dropped("unmatched_answer"))
+            else:
+                self._early[key] = (answer, True)
         return out

@@ -134,7 +134,7 @@ class Stale:
 class Ignored:
     """A result the core did not apply: a duplicate (same event id) or over the target limit."""
 
-    reason: Literal["duplicate", "target_limit"]
+    reason: Literal["duplicate", "target_limit", "late"]
 
 
 Output = Transition | Stale | Ignored

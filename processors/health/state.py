@@ -118,6 +118,9 @@ class HealthCore:
         self._targets: dict[str, Target] = {}
         self._unconfigured = 0
         self._flap_us = int(config.flap_window_secs * _US)
+        # A passive result is known when the pinger's transaction ends: up to passive_timeout_secs after
+        # its request (the result's time), plus the correlator's two expiry rounds.
+        self._passive_delay_us = int((config.passive_timeout_secs + 2 * config.expire_interval_secs) * _US)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -197,8 +200,14 @@ class HealthCore:
         if cleared is not None:
             out.append(self._flap_row(p, cleared))
         t.kind = p.kind = r.kind
-        if p.last_ts is None or r.ts >= p.last_ts:
-            p.last, p.last_ts = r, r.ts
+        if p.last_ts is not None and r.ts < p.last_ts:
+            # Overtaken by a newer result (a passive timeout is known passive_timeout_secs after its
+            # request, after the answers to the requests that followed it): stored, not judged.
+            out.append(Ignored("late"))
+            return out
+        if p.last_ts is not None:
+            p.gap_us = max(r.ts - p.last_ts, p.gap_us * 7 // 8)
+        p.last, p.last_ts = r, r.ts
         p.stale = False
         step = self._step(p, r, self.policies(r.target))
         if step is not None:
@@ -308,6 +317,9 @@ class HealthCore:
                 if p.stale or p.last_ts is None:
                     continue
                 stale_us = int(self.policies(t.name).stale_secs * _US)
+                if p.last is not None and p.last.passive:
+                    # the pinger's interval is its own, and its results come late
+                    stale_us = max(stale_us, 3 * p.gap_us) + self._passive_delay_us
                 if now >= p.last_ts + stale_us:
                     events.append((p.last_ts + stale_us, 0, p))
             cleared = t.flap.quiet_since(now, self._flap_us)

@@ -49,6 +49,7 @@ class Pair:
         "fail_errors",
         "fail_streak",
         "flap",
+        "gap_us",
         "good_streak",
         "kind",
         "last",
@@ -73,6 +74,7 @@ class Pair:
         self.since: int | None = None
         self.last: ProbeResult | None = None
         self.last_ts: int | None = None
+        self.gap_us = 0  # recent largest interval between results (decaying): the sender's probe interval
         self.stale = False
         self.fail_streak = 0
         self.fail_errors: list[str] = []

@@ -20,13 +20,15 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SIPP_DIR = HERE / "sipp"
 KAMAILIO_TEMPLATE = HERE / "kamailio.cfg.tmpl"
+#: Kamailio as a dispatcher pinging its destinations, every packet mirrored (siptrace trace_mode 1).
+KAMAILIO_DISPATCHER_TEMPLATE = HERE / "kamailio_dispatcher.cfg.tmpl"
 LOOPBACK = "127.0.0.1"
 
 #: binary -> Debian package that provides it (tests/system-deps.sh installs them).
@@ -213,39 +215,64 @@ class Kamailio:
 
 
 def render_kamailio_config(
-    path: Path, *, sip_port: int, hep_port: int, capture_id: int, fr_timer_ms: int = 2000, fr_inv_timer_ms: int = 10000
+    path: Path,
+    *,
+    sip_port: int,
+    hep_port: int,
+    capture_id: int,
+    fr_timer_ms: int = 2000,
+    fr_inv_timer_ms: int = 10000,
+    template: Path = KAMAILIO_TEMPLATE,
+    extra: Mapping[str, object] | None = None,
 ) -> Path:
-    text = KAMAILIO_TEMPLATE.read_text()
-    values = {
+    """Fill ``template``'s placeholders: the common ones, plus ``extra`` (upper-case names) for its own."""
+    text = template.read_text()
+    values: dict[str, object] = {
         "SIP_PORT": sip_port,
         "HEP_PORT": hep_port,
         "HEP_CAPTURE_ID": capture_id,
         "FR_TIMER_MS": fr_timer_ms,
         "FR_INV_TIMER_MS": fr_inv_timer_ms,
+        **(extra or {}),
     }
     for key, value in values.items():
         text = text.replace(f"@@{key}@@", str(value))
     if "@@" in text:
-        raise PeerFailed(f"{KAMAILIO_TEMPLATE}: placeholder left unfilled")
+        raise PeerFailed(f"{template}: placeholder left unfilled")
     path.write_text(text)
     return path
 
 
 def start_kamailio(
-    workdir: Path, *, hep_port: int, capture_id: int, fr_timer_ms: int = 2000, ready_timeout: float = 20.0
+    workdir: Path,
+    *,
+    hep_port: int,
+    capture_id: int,
+    fr_timer_ms: int = 2000,
+    ready_timeout: float = 20.0,
+    template: Path = KAMAILIO_TEMPLATE,
+    extra: Mapping[str, object] | None = None,
+    sip_port: int | None = None,
 ) -> Kamailio:
-    """Start Kamailio in the foreground on a free port; ready once it answers an OPTIONS with 200."""
+    """Start Kamailio in the foreground on a free port; ready once it answers an OPTIONS with 200.
+
+    ``template`` and ``extra`` as for :func:`render_kamailio_config` (the template must answer
+    an OPTIONS to Kamailio itself with 200). ``sip_port``: listen there (a port other
+    configuration already names), one attempt; else on a free port, retried.
+    """
     binary = require("kamailio")["kamailio"]
     workdir.mkdir(parents=True, exist_ok=True)
     last_error = ""
-    for _ in range(3):  # the port may be taken between probing and binding: try another one
-        sip_port = free_udp_port()
+    for _ in range(1 if sip_port is not None else 3):  # a free port may be taken before Kamailio binds it
+        port = sip_port if sip_port is not None else free_udp_port()
         cfg = render_kamailio_config(
             workdir / "kamailio.cfg",
-            sip_port=sip_port,
+            sip_port=port,
             hep_port=hep_port,
             capture_id=capture_id,
             fr_timer_ms=fr_timer_ms,
+            template=template,
+            extra=extra,
         )
         check = subprocess.run([binary, "-f", str(cfg), "-c"], capture_output=True, text=True, timeout=30, check=False)
         if check.returncode != 0:
@@ -256,7 +283,7 @@ def start_kamailio(
             [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(workdir), "-P", str(workdir / "kamailio.pid")],
             workdir,
         )
-        kam = Kamailio(process, sip_port, hep_port, capture_id, cfg)
+        kam = Kamailio(process, port, hep_port, capture_id, cfg)
         deadline = time.monotonic() + ready_timeout
         n = 0
         while process.alive() and time.monotonic() < deadline:
@@ -267,6 +294,41 @@ def start_kamailio(
         last_error = process.describe()
         process.stop()
     raise PeerFailed(f"kamailio never answered OPTIONS with 200: {last_error}")
+
+
+def start_kamailio_dispatcher(
+    workdir: Path,
+    *,
+    hep_port: int,
+    capture_id: int,
+    destinations: Sequence[str],
+    ping_interval_secs: int = 1,
+    fr_timer_ms: int = 1000,
+    ready_timeout: float = 20.0,
+    sip_port: int | None = None,
+) -> Kamailio:
+    """Kamailio's dispatcher pinging ``destinations`` (SIP URIs, set 1) with OPTIONS, all traffic mirrored as HEP3.
+
+    The list file is written to ``workdir/dispatcher.list`` (one ``SETID URI`` a line, no
+    database). ``fr_timer_ms`` bounds each ping: an unanswered one is retransmitted (T1 500 ms)
+    until then, and the next ping starts ``ping_interval_secs`` after the previous one.
+    ``sip_port`` as for :func:`start_kamailio`.
+    """
+    if ping_interval_secs < 1:
+        raise ValueError("dispatcher's ds_ping_interval is whole seconds, at least 1")
+    workdir.mkdir(parents=True, exist_ok=True)
+    list_file = workdir / "dispatcher.list"
+    list_file.write_text("".join(f"1 {uri}\n" for uri in destinations))
+    return start_kamailio(
+        workdir,
+        hep_port=hep_port,
+        capture_id=capture_id,
+        fr_timer_ms=fr_timer_ms,
+        ready_timeout=ready_timeout,
+        template=KAMAILIO_DISPATCHER_TEMPLATE,
+        extra={"DISPATCHER_LIST": list_file, "PING_INTERVAL_SECS": ping_interval_secs},
+        sip_port=sip_port,
+    )
 
 
 # --------------------------------------------------------------------------- sipp
