@@ -17,6 +17,12 @@ body) and returns a :class:`Ladder`:
   The window (200 ms) is below SIP's T1 (500 ms), the earliest a UDP
   retransmission can come, and above the clock skew of NTP-synchronised nodes.
 
+- **notes** are what the Asterisk nodes said meanwhile (AMI and CEL events of the call:
+  a channel created, dialed, answered, bridged, transferred, hung up; see
+  :func:`api.trace_asterisk.note_for`), each on the column of its node (the
+  topology node's column, or one of its own when no SIP message shows the node).
+  Arrows and notes share one time line.
+
 The renderers (:mod:`api.ladder_render`) turn a :class:`Ladder` into SVG,
 mermaid ``sequenceDiagram`` text or a standalone HTML page.
 """
@@ -24,7 +30,7 @@ mermaid ``sequenceDiagram`` text or a standalone HTML page.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -145,18 +151,55 @@ class Arrow:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """An event an Asterisk node reported (AMI or CEL), shown on that node's column."""
+
+    id: str
+    ts: datetime
+    node: str
+    source: str  # "ami" or "cel"
+    event: str
+    text: str
+    column: str = ""  # set by build_ladder
+    since_start_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ts": self.ts.isoformat(),
+            "node": self.node,
+            "column": self.column,
+            "source": self.source,
+            "event": self.event,
+            "text": self.text,
+            "since_start_ms": round(self.since_start_ms, 3),
+        }
+
+
 @dataclass(slots=True)
 class Ladder:
     call_id: str
     columns: list[Column]
     arrows: list[Arrow]
+    notes: list[Note] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "call_id": self.call_id,
             "columns": [c.to_json() for c in self.columns],
             "arrows": [a.to_json() for a in self.arrows],
+            "notes": [n.to_json() for n in self.notes],
         }
+
+    def rows(self) -> list[Arrow | Note]:
+        """Arrows and notes in time order (an arrow first at equal times)."""
+        merged: list[tuple[datetime, int, int, Arrow | Note]] = [
+            (a.message.ts, 0, i, a) for i, a in enumerate(self.arrows)
+        ]
+        merged.extend((n.ts, 1, i, n) for i, n in enumerate(self.notes))
+        merged.sort(key=lambda item: item[:3])
+        return [item[3] for item in merged]
 
 
 def endpoint(ip: str, port: int) -> str:
@@ -179,15 +222,19 @@ def build_ladder(
     hosts: HostNames | None = None,
     *,
     duplicate_window_ms: float = DUPLICATE_WINDOW_MS,
+    notes: Iterable[Note] = (),
 ) -> Ladder:
-    """The ladder of ``messages`` (any order; sorted here by time then id). See the module for the rules."""
+    """The ladder of ``messages`` (any order; sorted here by time then id), with ``notes`` on their nodes'
+    columns. See the module for the rules."""
     hosts = hosts or {}
     ordered = sorted(messages, key=lambda m: (m.ts, m.id))
+    timed_notes = sorted(notes, key=lambda n: (n.ts, n.id))
     columns: dict[str, Column] = {}
     arrows: list[Arrow] = []
     last_seen: dict[tuple[Any, ...], tuple[datetime, Arrow]] = {}
     window_s = duplicate_window_ms / 1000.0
-    start = ordered[0].ts if ordered else None
+    firsts = [m.ts for m in ordered[:1]] + [n.ts for n in timed_notes[:1]]
+    start = min(firsts) if firsts else None
     previous: datetime | None = None
     for m in ordered:
         src = endpoint(m.src_ip, m.src_port)
@@ -215,7 +262,16 @@ def build_ladder(
         arrows.append(arrow)
         last_seen[key] = (m.ts, arrow)
         previous = m.ts
-    return Ladder(call_id=call_id, columns=list(columns.values()), arrows=arrows)
+    placed: list[Note] = []
+    for note in timed_notes:
+        column = next((c.id for c in columns.values() if c.node == note.node), "")
+        if not column:
+            column = f"asterisk:{note.node}"
+            if column not in columns:
+                columns[column] = Column(id=column, host=note.node, port=0, node=note.node, role="")
+        assert start is not None
+        placed.append(replace(note, column=column, since_start_ms=(note.ts - start).total_seconds() * 1000.0))
+    return Ladder(call_id=call_id, columns=list(columns.values()), arrows=arrows, notes=placed)
 
 
 def ladder_messages(ladder: Ladder) -> Sequence[Message]:

@@ -13,6 +13,10 @@ renders in about a millisecond.
   resource: the SVG inline and, beside it, a panel that shows the raw message
   of the arrow clicked (inline CSS and JS; the raw texts travel in a JSON
   ``<script>`` block). Each arrow element carries ``data-arrow-id``.
+
+Notes (the Asterisk nodes' AMI/CEL events) take a row of their own in time
+order: a box on their node's column (``<g class="note ami|cel" data-note-id>``),
+``Note over`` in mermaid, and in the HTML page a click shows the event's fields.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import html
 
 import orjson
 
-from api.ladder import Arrow, Ladder
+from api.ladder import Arrow, Ladder, Note
 
 COL_WIDTH = 190
 GUTTER = 150
@@ -47,10 +51,15 @@ _STYLE = (
     ".gutter{fill:#57606a;font-size:11px}.gutter .delta{fill:#8c959f}"
     ".arrow line.l{stroke-width:1.6}.arrow.retx line.l{stroke-dasharray:6 4}"
     ".arrow .lbl{text-anchor:middle}.arrow line.hit{stroke:transparent;stroke-width:14}"
+    ".note rect{fill:#fff8c5;stroke:#d4a72c}.note.cel rect{fill:#ddf4ff;stroke:#54aeff}"
+    ".note text{font-size:11px;fill:#3b2300;text-anchor:middle}.note.cel text{fill:#0a3069}"
     + "".join(
         f".arrow.{k} line.l,.arrow.{k} path.l{{stroke:{c}}}.arrow.{k} .lbl{{fill:{c}}}" for k, c in _COLOURS.items()
     )
 )
+
+
+_INTERACTIVE = ".arrow,.note{cursor:pointer}.arrow:hover .lbl{font-weight:bold}.note:hover rect{stroke-width:2}"
 
 
 def _esc(text: str) -> str:
@@ -67,12 +76,13 @@ def render_svg(ladder: Ladder, *, interactive: bool = False) -> str:
     """The ladder as one SVG document (no external references)."""
     x_of = {c.id: GUTTER + MARGIN + i * COL_WIDTH + COL_WIDTH // 2 for i, c in enumerate(ladder.columns)}
     width = GUTTER + 2 * MARGIN + max(1, len(ladder.columns)) * COL_WIDTH
-    height = HEADER + MARGIN + (len(ladder.arrows) + 1) * ROW
+    rows = ladder.rows()
+    height = HEADER + MARGIN + (len(rows) + 1) * ROW
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="ladder" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img">',
         f"<title>SIP ladder of {_esc(ladder.call_id)}</title>",
-        f"<style>{_STYLE}{'.arrow{cursor:pointer}.arrow:hover .lbl{font-weight:bold}' if interactive else ''}</style>",
+        f"<style>{_STYLE}{_INTERACTIVE if interactive else ''}</style>",
         "<defs>",
     ]
     out.extend(
@@ -92,8 +102,9 @@ def render_svg(ladder: Ladder, *, interactive: bool = False) -> str:
             f'<text class="ep" x="{x}" y="{MARGIN // 2 + 34}" text-anchor="middle">{_esc(column.id)}</text></g>'
             f'<line class="life" x1="{x}" y1="{HEADER - MARGIN // 2}" x2="{x}" y2="{bottom}"/>'
         )
-    for i, arrow in enumerate(ladder.arrows):
-        out.append(_arrow_svg(arrow, HEADER + MARGIN + i * ROW + ROW // 2, x_of))
+    for i, row in enumerate(rows):
+        y = HEADER + MARGIN + i * ROW + ROW // 2
+        out.append(_arrow_svg(row, y, x_of) if isinstance(row, Arrow) else _note_svg(row, y, x_of))
     out.append("</svg>")
     return "".join(out)
 
@@ -126,6 +137,20 @@ def _arrow_svg(arrow: Arrow, y: int, x_of: dict[str, int]) -> str:
     )
 
 
+def _note_svg(note: Note, y: int, x_of: dict[str, int]) -> str:
+    x = x_of[note.column]
+    width = COL_WIDTH - 16
+    fits = width // 7  # characters of 11 px monospace in the box
+    text = note.text if len(note.text) <= fits else note.text[: fits - 1] + "…"
+    title = f"{note.source.upper()} {note.event} on {note.node} at {note.ts.isoformat()}: {note.text}"
+    return (
+        f'<g class="note {_esc(note.source)}" data-note-id="{_esc(note.id)}"><title>{_esc(title)}</title>'
+        f'<text class="gutter" x="{MARGIN}" y="{y - 2}" style="text-anchor:start">{_fmt_ms(note.since_start_ms)}</text>'
+        f'<rect x="{x - width // 2}" y="{y - 11}" width="{width}" height="20" rx="3"/>'
+        f'<text x="{x}" y="{y + 3}">{_esc(text)}</text></g>'
+    )
+
+
 def _mermaid_text(text: str) -> str:
     """Mermaid message text: ``#`` and ``;`` as entity codes, no newlines."""
     return " ".join(text.replace("#", "#35;").replace(";", "#59;").split())
@@ -138,10 +163,13 @@ def render_mermaid(ladder: Ladder) -> str:
     for column in ladder.columns:
         name = f"{column.node} {column.id}" if column.node else column.id
         lines.append(f"    participant {alias[column.id]} as {_mermaid_text(name)}")
-    for arrow in ladder.arrows:
-        op = "->>" if arrow.message.is_request else "-->>"
-        text = arrow.label + (" (retransmission)" if arrow.retransmission else "")
-        lines.append(f"    {alias[arrow.src]}{op}{alias[arrow.dst]}: {_mermaid_text(text)}")
+    for row in ladder.rows():
+        if isinstance(row, Note):
+            lines.append(f"    Note over {alias[row.column]}: {_mermaid_text(row.text)}")
+            continue
+        op = "->>" if row.message.is_request else "-->>"
+        text = row.label + (" (retransmission)" if row.retransmission else "")
+        lines.append(f"    {alias[row.src]}{op}{alias[row.dst]}: {_mermaid_text(text)}")
     return "\n".join(lines) + "\n"
 
 
@@ -161,42 +189,71 @@ _PAGE_SCRIPT = """
   var data = JSON.parse(document.getElementById('messages').textContent);
   var title = document.getElementById('sel-title'), meta = document.getElementById('sel-meta');
   var raw = document.getElementById('raw');
+  var noteData = document.getElementById('notes');
+  var notes = noteData ? JSON.parse(noteData.textContent) : {};
   var arrows = document.querySelectorAll('.arrow');
+  var boxes = document.querySelectorAll('.note');
+  function select(el) {
+    arrows.forEach(function (a) { a.classList.remove('selected'); });
+    boxes.forEach(function (a) { a.classList.remove('selected'); });
+    el.classList.add('selected');
+  }
   function show(el) {
     var m = data[el.getAttribute('data-arrow-id')];
     if (!m) { return; }
-    arrows.forEach(function (a) { a.classList.remove('selected'); });
-    el.classList.add('selected');
+    select(el);
     title.textContent = m.label + '  ' + m.from + ' \\u2192 ' + m.to;
     meta.textContent = m.ts + ' \\u00b7 ' + m.transport + ' \\u00b7 seen on ' + m.seen_on.join(', ') +
       ' \\u00b7 Call-ID ' + m.call_id + (m.retransmission ? ' \\u00b7 retransmission' : '');
     raw.textContent = m.raw;
   }
+  function showNote(el) {
+    var n = notes[el.getAttribute('data-note-id')];
+    if (!n) { return; }
+    select(el);
+    title.textContent = n.source.toUpperCase() + ' ' + n.event + ' on ' + n.node;
+    meta.textContent = n.ts;
+    raw.textContent = Object.keys(n.fields).map(function (k) { return k + ': ' + n.fields[k]; }).join('\\n');
+  }
   arrows.forEach(function (el) { el.addEventListener('click', function () { show(el); }); });
+  boxes.forEach(function (el) { el.addEventListener('click', function () { showNote(el); }); });
   document.body.setAttribute('data-arrows', String(arrows.length));
+  document.body.setAttribute('data-notes', String(boxes.length));
 })();
 """
 
 
-def render_html(ladder: Ladder) -> str:
-    """A standalone page: the SVG ladder, and the raw message of the clicked arrow in a side panel."""
+def _script_json(value: object) -> str:
+    """JSON inside <script>: "</" and "<!--" must not appear literally."""
+    return orjson.dumps(value).decode().replace("<", "\\u003c")
+
+
+def render_html(ladder: Ladder, note_fields: dict[str, dict[str, str]] | None = None) -> str:
+    """A standalone page: the SVG ladder, and the raw message (or the Asterisk event's fields, from
+    ``note_fields`` by note id) of what was clicked in a side panel."""
     messages = {}
     for arrow in ladder.arrows:
         doc = arrow.to_json()
         doc["raw"] = arrow.message.raw
         messages[arrow.id] = doc
-    # JSON inside <script>: "</" and "<!--" must not appear literally.
-    payload = orjson.dumps(messages).decode().replace("<", "\\u003c")
+    note_docs = {}
+    for note in ladder.notes:
+        doc = note.to_json()
+        doc["fields"] = (note_fields or {}).get(note.id, {})
+        note_docs[note.id] = doc
+    payload = _script_json(messages)
     n = len(ladder.arrows)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Call {_esc(ladder.call_id)}</title><style>{_PAGE_STYLE}</style></head><body>"
         f"<header><h1>Call-ID {_esc(ladder.call_id)}</h1>"
-        f"<p>{n} message{'s' if n != 1 else ''} across {len(ladder.columns)} hosts. "
-        "Click an arrow to see the message.</p>"
+        f"<p>{n} message{'s' if n != 1 else ''} across {len(ladder.columns)} hosts"
+        + (f", {len(ladder.notes)} Asterisk event{'s' if len(ladder.notes) != 1 else ''}" if ladder.notes else "")
+        + ". Click an arrow to see the message.</p>"
         f'</header><main><div id="ladder">{render_svg(ladder, interactive=True)}</div>'
         '<aside id="panel"><h2 id="sel-title">No message selected</h2><div class="meta" id="sel-meta"></div>'
         '<pre id="raw"></pre></aside></main>'
         f'<script type="application/json" id="messages">{payload}</script>'
-        f"<script>{_PAGE_SCRIPT}</script></body></html>\n"
+        + (f'<script type="application/json" id="notes">{_script_json(note_docs)}</script>' if note_docs else "")
+        + f"<script>{_PAGE_SCRIPT}</script></body></html>\n"
     )

@@ -12,15 +12,28 @@ table's sort key or a skip index:
 ``ts`` and a replayed row keeps its ``ts``, so no row has a twin in another
 partition: ``do_not_merge_across_partitions_select_final=1`` lets FINAL work per
 partition, which is what keeps a trace lookup in single-digit milliseconds.
+
+Sections: a trace is assembled in two lists of functions ``(store, trace) -> None``.
+:data:`LINKERS` run right after the ``call_links`` lookup and may add linked
+Call-IDs (so the legs and messages of those calls are loaded too);
+:data:`SECTIONS` run last and may read everything loaded before them. The Asterisk
+side (:mod:`api.trace_asterisk`) is one of each: :func:`link_asterisk` finds the
+Asterisk calls of the Call-ID (or of an Asterisk linkedid/uniqueid given as the
+Call-ID) and links the SIP Call-IDs of their channels; :func:`load_asterisk_events`
+reads their AMI/CEL events. Another part of a trace (a queue session) is one more
+function appended to a list and a field of :class:`Trace`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from api.context import QueryStore
+from api.queue_queries import sessions_for_callids
+from api.trace_asterisk import AsteriskSide, find_asterisk, load_events
 from schemas.tables import COLUMNS
 
 # Every stored column of a leg but the processor's internal restart state.
@@ -142,6 +155,8 @@ class Trace:
     messages_truncated: bool = False
     media_quality: list[dict[str, Any]] = field(default_factory=list)
     logs: list[dict[str, Any]] = field(default_factory=list)
+    asterisk: AsteriskSide = field(default_factory=AsteriskSide)
+    queue_sessions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def call_ids(self) -> list[str]:
@@ -156,7 +171,35 @@ class Trace:
     @property
     def found(self) -> bool:
         """Anything known about the call: a media-only Call-ID (RTCP, logs) is a call too."""
-        return bool(self.legs or self.links or self.messages or self.media_quality or self.logs)
+        return bool(self.legs or self.links or self.messages or self.media_quality or self.logs or self.asterisk.legs)
+
+
+TraceSection = Callable[[QueryStore, Trace], None]
+
+
+def link_asterisk(store: QueryStore, trace: Trace) -> None:
+    """The Asterisk calls of the Call-ID (by its SIP Call-ID link rows, or as a linkedid/uniqueid) and the
+    SIP Call-IDs of their channels, added as links with via ``asterisk``."""
+    linked = sorted({link["linked_call_id"] for link in trace.links if link["linked_call_id"]} - {trace.call_id})
+    trace.asterisk = find_asterisk(store, trace.call_id, linked[:MAX_LINKED_CALLS])
+    known = {(link["linked_call_id"], link["via"]) for link in trace.links}
+    trace.links.extend(link for link in trace.asterisk.links if (link["linked_call_id"], link["via"]) not in known)
+
+
+def load_asterisk_events(store: QueryStore, trace: Trace) -> None:
+    """The AMI and CEL events of the trace's Asterisk calls."""
+    load_events(store, trace.asterisk)
+
+
+def load_queue_sessions(store: QueryStore, trace: Trace) -> None:
+    """The queue sessions of the trace's Asterisk channels (caller uniqueid, linkedid or answering agent)."""
+    ids = [*trace.asterisk.uniqueids, *trace.asterisk.linkedids]
+    if ids:
+        trace.queue_sessions = sessions_for_callids(store, ids)
+
+
+LINKERS: list[TraceSection] = [link_asterisk]
+SECTIONS: list[TraceSection] = [load_asterisk_events, load_queue_sessions]
 
 
 def find_links(store: QueryStore, call_id: str, legs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -199,16 +242,27 @@ def find_links(store: QueryStore, call_id: str, legs: list[dict[str, Any]]) -> l
     return list(unique.values())[: MAX_LINKED_CALLS * 2]
 
 
-def load_trace(store: QueryStore, call_id: str, *, with_logs: bool = True, max_messages: int = MAX_MESSAGES) -> Trace:
+def load_trace(
+    store: QueryStore,
+    call_id: str,
+    *,
+    with_logs: bool = True,
+    max_messages: int = MAX_MESSAGES,
+    linkers: list[TraceSection] | None = None,
+    sections: list[TraceSection] | None = None,
+) -> Trace:
     """Everything about ``call_id``: check :attr:`Trace.found` (nothing known -> 404).
 
     Links come first (``call_links`` carries the HEP correlation and X-CID links the
-    processor found), then one query reads the legs of the call and of its linked calls;
-    a leg's own correlation ids that no link named yet cost one more query (a processor
-    that wrote the leg before its links).
+    processor found, then the :data:`LINKERS`), then one query reads the legs of the call
+    and of its linked calls; a leg's own correlation ids that no link named yet cost one
+    more query (a processor that wrote the leg before its links). The :data:`SECTIONS`
+    come last.
     """
     trace = Trace(call_id=call_id)
     trace.links = find_links(store, call_id, [])
+    for linker in LINKERS if linkers is None else linkers:
+        linker(store, trace)
     linked = sorted({link["linked_call_id"] for link in trace.links} - {call_id})[:MAX_LINKED_CALLS]
     legs = _query(
         store,
@@ -258,11 +312,23 @@ def load_trace(store: QueryStore, call_id: str, *, with_logs: bool = True, max_m
             "ORDER BY ts, id LIMIT {limit:UInt32}",
             {"ids": ids, "limit": MAX_LOGS},
         )
+    for section in SECTIONS if sections is None else sections:
+        section(store, trace)
     return trace
 
 
-def load_messages(store: QueryStore, call_id: str, *, linked: bool = True, max_messages: int = MAX_MESSAGES) -> Trace:
-    """Only what a ladder or a pcap needs: the legs, links and SIP messages of the call (and linked calls)."""
+def load_messages(
+    store: QueryStore,
+    call_id: str,
+    *,
+    linked: bool = True,
+    max_messages: int = MAX_MESSAGES,
+    asterisk: bool = False,
+) -> Trace:
+    """Only what a ladder or a pcap needs: the legs, links and SIP messages of the call (and linked calls).
+
+    ``asterisk``: also the Asterisk side (its SIP Call-IDs are linked calls when ``linked``) and its events.
+    """
     trace = Trace(call_id=call_id)
     if linked:
         trace.legs = _query(
@@ -271,6 +337,11 @@ def load_messages(store: QueryStore, call_id: str, *, linked: bool = True, max_m
             {"cid": call_id},
         )
         trace.links = find_links(store, call_id, trace.legs)
+    if asterisk:
+        link_asterisk(store, trace)
+        if not linked:
+            trace.links = []
+        load_asterisk_events(store, trace)
         x_cids = sorted({leg["x_cid"] for leg in trace.legs if leg["x_cid"]})
         if x_cids:
             trace.linked_legs = _query(

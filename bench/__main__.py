@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bus_kafka, bus_memory, e2e_hep, hep_decode, options_probe, sink_chdb
+from bench import ami_parse, bus_kafka, bus_memory, e2e_hep, hep_decode, options_probe, sink_chdb, tail_files
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -74,10 +74,43 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(
         _row("hep_decode_pps", "pkt/s", hep["hep_decode_pps"], hep["min"], hep["max"], f"{n_packets} packets", 100_000)
     )
+    ami = ami_parse.run(n_packets, runs=args.runs)
+    rows.append(
+        _row(
+            "ami_parse_events_per_sec",
+            "event/s",
+            ami["ami_parse_events_per_sec"],
+            ami["min"],
+            ami["max"],
+            f"{n_packets} AMI events, framing+parse",
+            ami_parse.TARGET,
+        )
+    )
+    n_lines = 100_000 if args.quick else 300_000
+    tail = tail_files.run(n_lines, runs=args.runs)
+    for fmt in tail_files.FORMATS:
+        t = tail[f"{fmt}_tailer"]
+        rows.append(
+            _row(
+                f"tail_{fmt}_lines_per_sec",
+                "line/s",
+                t["median"],
+                t["min"],
+                t["max"],
+                f"{n_lines} lines: read+parse+envelope",
+                tail_files.TARGET,
+            )
+        )
     e2e = e2e_hep.run(n_e2e, 30_000.0)
     rate = float(e2e["e2e_embedded_msgs_per_sec"])
     rows.append(_row("e2e_embedded_msgs_per_sec", "msg/s", rate, rate, rate, f"{n_e2e} HEP packets, 1 run", 30_000))
     extra: dict[str, Any] = {
+        **{
+            f"tail_{fmt}_{mode}": round(tail[f"{fmt}_{mode}"]["median"])
+            for fmt in tail_files.FORMATS
+            for mode in ("tailer_per_cpu_sec", "collector")
+        },
+        "ami_envelope_events_per_sec": round(ami["ami_envelope_events_per_sec"]),
         "e2e_embedded_lost": e2e["e2e_embedded_lost"],
         "collector_rss_mb": e2e["collector_rss_mb"],
     }
@@ -95,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     trace = json.loads(proc.stdout.strip().splitlines()[-1])
     extra.update(trace_p99_ms=trace["trace_p99_ms"], trace_stored_messages=n_trace, ladder_ms=trace["ladder_ms"])
+    # The queue SLA benchmark seeds a chDB directory of its own too: its own process as well.
+    n_sla = 200_000 if args.quick else 1_000_000
+    code = f"import json, bench.queue_sla as q; print(json.dumps(q.run({n_sla})))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    sla = json.loads(proc.stdout.strip().splitlines()[-1])
+    extra.update(
+        queue_sla_api_p50_ms=sla["api_p50_ms"],
+        queue_sla_api_p99_ms=sla["api_p99_ms"],
+        queue_sla_exact_p50_ms=sla["exact_p50_ms"],
+        queue_sla_sessions=n_sla,
+    )
 
     print(f"{'benchmark':<26} {'median':>12} {'min':>12} {'max':>12}  {'target':>9}  size")
     for r in rows:

@@ -123,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(rep)
     rep.add_argument("files", nargs="+", type=Path, metavar="FILE")
     rep.add_argument(
-        "--format", help="input format when it cannot be detected: jsonl, pcap (pcap/pcapng), hep (raw HEP packets)"
+        "--format",
+        help=(
+            "input format when it cannot be detected: jsonl, pcap (pcap/pcapng), hep (raw HEP packets),"
+            " ami (AMI wire transcripts or JSON lists of AMI events), cdr (Master.csv of cdr_csv, or cdr_custom"
+            " with collectors.cdr.columns), cel (cel_custom CSV), queue_log (file or DB layout)"
+        ),
     )
     rep.add_argument("--node", help="node name to stamp on events that do not carry one")
     rep.add_argument("--to", metavar="URL", help="base URL of a running callscope API")
@@ -297,6 +302,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from callscope.replay import replay_embedded, replay_to_api, resolve_formats
 
     settings = _settings(args)
+    from callscope.formats import use_collector_settings
+
+    use_collector_settings(settings.collectors)  # configured cdr_custom/cel_custom mappings and time zones
     files = resolve_formats(args.files, args.format)
     show = not args.no_progress and sys.stderr.isatty()
     if args.to:

@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from schemas.envelope import decode, encode
 from schemas.errors import DecodeError
+
+if TYPE_CHECKING:
+    from callscope.settings import CollectorsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +81,33 @@ class JsonLines:
 
 def _builtin_formats() -> dict[str, Format]:
     # Imported here: the collectors' formats build callscope.formats.Item.
+    from collectors.ami.replay import AmiFormat
     from collectors.hep.replay import HepFileFormat, PcapFormat
 
-    return {f.name: f for f in (JsonLines(), PcapFormat(), HepFileFormat())}
+    return {f.name: f for f in (JsonLines(), PcapFormat(), HepFileFormat(), AmiFormat())}
 
 
 FORMATS: dict[str, Format] = _builtin_formats()
+
+
+def _asterisk_file_formats(collectors: CollectorsConfig | None = None) -> dict[str, Format]:
+    """cdr, cel and queue_log: the file collectors' parsers, with their configured mappings and zones."""
+    from collectors.cdr.replay import CdrFormat
+    from collectors.cel.replay import CelFormat
+    from collectors.queue_log.replay import QueueLogFormat
+
+    if collectors is None:
+        return {f.name: f for f in (CdrFormat(), CelFormat(), QueueLogFormat())}
+    formats = (CdrFormat(collectors.cdr), CelFormat(collectors.cel), QueueLogFormat(collectors.queue_log))
+    return {f.name: f for f in formats}
+
+
+FORMATS.update(_asterisk_file_formats())
+
+
+def use_collector_settings(collectors: CollectorsConfig) -> None:
+    """Replay cdr, cel and queue_log with the configured mappings (cdr_custom, cel_custom) and time zones."""
+    FORMATS.update(_asterisk_file_formats(collectors))
 
 
 def detect(path: Path) -> Format | None:

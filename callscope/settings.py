@@ -18,10 +18,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from collectors.ami.config import AmiConfig
+from collectors.cdr.config import CdrConfig
+from collectors.cel.config import CelConfig
 from collectors.hep.config import HepConfig
 from collectors.options.config import OptionsConfig
+from collectors.queue_log.config import QueueLogConfig
+from processors.asterisk_calls.config import AsteriskCallsConfig
 from processors.call_legs.config import CallLegsConfig
 from processors.health.config import HealthConfig
+from processors.queue_sessions.config import QueueSessionsConfig
 from schemas.envelope import Role
 from schemas.errors import ConfigError
 
@@ -195,7 +201,9 @@ class ProcessorConfig(_Frozen):
     poll_timeout_ms: int = Field(default=200, ge=1)
     lag_report_secs: float = Field(default=5.0, gt=0, description="How often consumer lag is measured for /metrics.")
     call_legs: CallLegsConfig = CallLegsConfig()
+    asterisk_calls: AsteriskCallsConfig = AsteriskCallsConfig()
     health: HealthConfig = HealthConfig()
+    queue_sessions: QueueSessionsConfig = QueueSessionsConfig()
 
 
 class CollectorsConfig(_Frozen):
@@ -203,6 +211,10 @@ class CollectorsConfig(_Frozen):
 
     hep: HepConfig = HepConfig()
     options: OptionsConfig = OptionsConfig()
+    ami: AmiConfig = AmiConfig()
+    cdr: CdrConfig = CdrConfig()
+    cel: CelConfig = CelConfig()
+    queue_log: QueueLogConfig = QueueLogConfig()
 
 
 class LogConfig(_Frozen):

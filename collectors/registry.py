@@ -40,4 +40,21 @@ def build_collectors(settings: Settings, producer: Producer, telemetry: Telemetr
         from collectors.options.collector import OptionsCollector
 
         out.append(OptionsCollector(options, settings, producer, telemetry))
+    ami = settings.collectors.ami
+    if ami.enabled and ami.connections:
+        from collectors.ami.collector import AmiCollector
+
+        out.append(AmiCollector(ami, settings, producer, telemetry))
+    if settings.collectors.cdr.enabled:
+        from collectors.cdr.collector import CdrCollector
+
+        out.append(CdrCollector(settings.collectors.cdr, settings, producer, telemetry))
+    if settings.collectors.cel.enabled:
+        from collectors.cel.collector import CelCollector
+
+        out.append(CelCollector(settings.collectors.cel, settings, producer, telemetry))
+    if settings.collectors.queue_log.enabled:
+        from collectors.queue_log.collector import QueueLogCollector
+
+        out.append(QueueLogCollector(settings.collectors.queue_log, settings, producer, telemetry))
     return out

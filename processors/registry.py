@@ -23,11 +23,13 @@ class Processor(Protocol):
 
 def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Telemetry) -> list[Processor]:
     """Every processor this configuration runs, in start order."""
+    from processors.asterisk_calls.app import AsteriskCallsProcessor
     from processors.call_legs.app import CallLegsProcessor
     from processors.call_legs.trunks import trunk_ips
     from processors.events.app import EventsProcessor
     from processors.health.app import HealthProcessor
     from processors.media_quality.app import MediaQualityProcessor
+    from processors.queue_sessions.app import QueueSessionsProcessor
     from processors.registrations.app import RegistrationsProcessor
 
     store_config = settings.resolved_store()
@@ -44,6 +46,15 @@ def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Tele
             trunks=trunk_ips(settings.collectors.options),
         ),
         RegistrationsProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
+        AsteriskCallsProcessor(
+            settings.processors,
+            store_config,
+            bus,
+            store,
+            telemetry,
+            node=settings.node,
+            asterisk=settings.processors.asterisk_calls,
+        ),
         MediaQualityProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
         HealthProcessor(
             settings.processors,
@@ -55,6 +66,15 @@ def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Tele
             health=settings.processors.health,
             options=settings.collectors.options,
             topology=settings.topology,
+        ),
+        QueueSessionsProcessor(
+            settings.processors,
+            store_config,
+            bus,
+            store,
+            telemetry,
+            node=settings.node,
+            queues=settings.processors.queue_sessions,
         ),
     ]
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.auth import API_PREFIX, require_read
-from api.routes import calls, events, health, ingest, registrations, system
+from api.routes import calls, events, health, ingest, queues, registrations, system
 
 __all__ = ["API_PREFIX", "api_v1_router", "open_router"]
 
@@ -30,4 +30,5 @@ def api_v1_router() -> APIRouter:
     router.include_router(calls.router)
     router.include_router(registrations.router)
     router.include_router(health.router)
+    router.include_router(queues.router)
     return router

@@ -7,8 +7,13 @@
   (one hop: ``call_links`` rows, shared values such as X-CID, HEP correlation
   ids), their legs, every SIP message of them all on every node in time order,
   media quality reports and log lines. 404 when nothing is known of the Call-ID.
+  The Asterisk side too (:mod:`api.trace_asterisk`): the Asterisk calls whose channels
+  carry the Call-ID (``call_links`` via ``asterisk``), or the call of the linkedid or
+  uniqueid given as the Call-ID, with their channels (``asterisk_legs``), transfers and
+  AMI/CEL events; the SIP Call-IDs of those channels are linked calls.
 - ``GET /api/v1/calls/{call_id}/ladder``: the SIP ladder (:mod:`api.ladder`) as
-  JSON (default), ``?format=svg``, ``?format=mermaid`` or ``?format=html``.
+  JSON (default), ``?format=svg``, ``?format=mermaid`` or ``?format=html``, with the
+  Asterisk events as notes on their nodes' columns (``?asterisk=false`` leaves them out).
 - ``GET /api/v1/calls/{call_id}/pcap``: the messages as a pcap file (:mod:`api.pcap_export`).
 
 Queries are in :mod:`api.trace`. A Call-ID may contain ``/`` (RFC 3261 allows it): the routes
@@ -31,7 +36,10 @@ from api.ladder import Ladder, Message, build_ladder, hosts_from_topology, ladde
 from api.ladder_render import render_html, render_mermaid, render_svg
 from api.paging import decode_cursor, encode_cursor, next_link
 from api.pcap_export import build_pcap
+from api.queue_models import QueueSession
+from api.routes.asterisk_models import AsteriskCall, AsteriskEvent, AsteriskLeg, AsteriskTransfer, pick
 from api.trace import LegFilter, NumberMatch, Trace, load_messages, load_trace, search_legs
+from api.trace_asterisk import notes as asterisk_notes
 
 router = APIRouter(tags=["calls"])
 
@@ -158,6 +166,12 @@ class CallTrace(BaseModel):
     messages_truncated: bool
     media_quality: list[MediaQuality]
     logs: list[LogLine]
+    asterisk_calls: list[AsteriskCall] = []
+    asterisk_legs: list[AsteriskLeg] = []
+    asterisk_transfers: list[AsteriskTransfer] = []
+    asterisk_events: list[AsteriskEvent] = []
+    asterisk_events_truncated: bool = False
+    queue_sessions: list[QueueSession] = []
 
 
 def _store(request: Request) -> QueryStore:
@@ -239,18 +253,26 @@ def trace_model(trace: Trace) -> CallTrace:
         messages_truncated=trace.messages_truncated,
         media_quality=[MediaQuality(**r) for r in trace.media_quality],
         logs=[LogLine(**r) for r in trace.logs],
+        asterisk_calls=[AsteriskCall(**pick(AsteriskCall, r)) for r in trace.asterisk.calls],
+        asterisk_legs=[AsteriskLeg(**pick(AsteriskLeg, r)) for r in trace.asterisk.legs],
+        asterisk_transfers=[AsteriskTransfer(**pick(AsteriskTransfer, r)) for r in trace.asterisk.transfers],
+        asterisk_events=[AsteriskEvent(**r) for r in trace.asterisk.events],
+        asterisk_events_truncated=trace.asterisk.events_truncated,
+        queue_sessions=[QueueSession(**r) for r in trace.queue_sessions],
     )
 
 
-async def _ladder(request: Request, call_id: str, linked: bool) -> Ladder:
-    trace = await asyncio.to_thread(load_messages, _store(request), call_id, linked=linked)
-    if not trace.messages:
+async def _ladder(request: Request, call_id: str, linked: bool, asterisk: bool = False) -> tuple[Ladder, Trace]:
+    trace = await asyncio.to_thread(load_messages, _store(request), call_id, linked=linked, asterisk=asterisk)
+    notes = asterisk_notes(trace.asterisk.events) if asterisk else []
+    if not trace.messages and not notes:
         raise HTTPException(status_code=404, detail="no SIP message of this Call-ID")
     hosts = hosts_from_topology(context_of(request).settings.topology)
-    return build_ladder(call_id, [Message.from_row(r) for r in trace.messages], hosts)
+    return build_ladder(call_id, [Message.from_row(r) for r in trace.messages], hosts, notes=notes), trace
 
 
 LinkedQuery = Annotated[bool, Query(description="Include the messages of linked calls (one hop)")]
+AsteriskQuery = Annotated[bool, Query(description="Show the Asterisk nodes' AMI/CEL events as notes")]
 
 _MEDIA_TYPES = {
     "svg": "image/svg+xml",
@@ -270,8 +292,9 @@ async def get_ladder(
     call_id: CallIdPath,
     format: Literal["json", "svg", "mermaid", "html"] = "json",
     linked: LinkedQuery = True,
+    asterisk: AsteriskQuery = True,
 ) -> Any:
-    ladder = await _ladder(request, call_id, linked)
+    ladder, trace = await _ladder(request, call_id, linked, asterisk)
     if format == "json":
         return ladder.to_json()
     if format == "svg":
@@ -279,7 +302,7 @@ async def get_ladder(
     elif format == "mermaid":
         body = render_mermaid(ladder)
     else:
-        body = render_html(ladder)
+        body = render_html(ladder, {e["id"]: e["fields"] for e in trace.asterisk.events})
     return Response(content=body, media_type=_MEDIA_TYPES[format])
 
 
@@ -303,7 +326,7 @@ async def get_pcap(
     ] = True,
 ) -> Response:
     if dedup:
-        messages = ladder_messages(await _ladder(request, call_id, linked))
+        messages = ladder_messages((await _ladder(request, call_id, linked))[0])
     else:
         trace = await asyncio.to_thread(load_messages, _store(request), call_id, linked=linked)
         if not trace.messages:

@@ -33,7 +33,7 @@ def test_apply_creates_every_table_and_records_it(store: Store, store_config: St
     assert names[:2] == ["0001_raw_events.sql", "0002_deadletters.sql"]
 
     assert apply_migrations(store, store_config) == names
-    assert _tables(store) == {*COLUMNS, "schema_migrations", "registrations_current"}
+    assert _tables(store) == {*COLUMNS, "schema_migrations", "registrations_current", "queue_sla_15m_mv"}
     assert set(applied_migrations(store)) == set(names)
 
 
