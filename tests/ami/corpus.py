@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
+from tests.corpus import CORPUS, require
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 PANORAMISK = "panoramisk/tests/fixtures"
 CACOFONISK = "cacofonisk/tests/fixtures"
 
 
-def _require(path: Path) -> Path:
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"corpus missing in CI: {path}")
-        pytest.skip(f"corpus not present at {CORPUS} (../shared/corpus beside the repository)")
-    return path
-
-
-def corpus_file(relative: str) -> Path:
-    """A corpus file; skip (or fail under CI=true) when the corpus is absent."""
-    return _require(CORPUS / relative)
+_require = require
 
 
 def transcripts() -> list[Path]:

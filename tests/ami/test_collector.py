@@ -20,9 +20,10 @@ from collectors.ami import collector as collector_module
 from collectors.ami.client import PANORAMISK_LOG
 from collectors.ami.events import GAP_EVENT, RESYNC_FIELD
 from schemas.envelope import AmiEnvelope
-from tests.ami.corpus import CACOFONISK, PANORAMISK, corpus_file
+from tests.ami.corpus import CACOFONISK, PANORAMISK
 from tests.ami.harness import start_collector
 from tests.ami.server import AmiServer, load_recording
+from tests.corpus import corpus_file
 
 NODE = {"node": "ast-1"}
 

@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 from collectors.ami.dialect import correlation_key
-from tests.ami.corpus import CACOFONISK, corpus_file
+from tests.ami.corpus import CACOFONISK
 from tests.ami.server import AmiServer, load_recording
 from tests.cli_process import start
+from tests.corpus import corpus_file
 
 SECRET = "e2e-secret-7f3a"
 

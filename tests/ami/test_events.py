@@ -20,8 +20,9 @@ from collectors.ami.events import (
 from collectors.ami.wire import Block, parse_wire
 from schemas.envelope import AmiEnvelope, validate
 from schemas.errors import DecodeError
-from tests.ami.corpus import CACOFONISK, PANORAMISK, corpus_file, recording_names
+from tests.ami.corpus import CACOFONISK, PANORAMISK, recording_names
 from tests.ami.server import load_recording
+from tests.corpus import corpus_file
 
 RECEIVED = 1_700_000_000_123_456
 

@@ -13,7 +13,8 @@ from callscope.settings import StoreConfig, load_settings
 from callscope.store.client import Store
 from callscope.telemetry import Telemetry
 from schemas.envelope import AmiEnvelope, decode
-from tests.ami.corpus import CACOFONISK, PANORAMISK, corpus_file, recordings, transcripts
+from tests.ami.corpus import CACOFONISK, PANORAMISK, recordings, transcripts
+from tests.corpus import corpus_file
 
 AMI = FORMATS["ami"]
 

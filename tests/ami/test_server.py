@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from collectors.ami.wire import AmiFramer, Banner, Block, Item, encode_block
-from tests.ami.corpus import CACOFONISK, PANORAMISK, corpus_file
+from tests.ami.corpus import CACOFONISK, PANORAMISK
 from tests.ami.server import AmiServer, load_recording
+from tests.corpus import corpus_file
 
 
 class _Client:

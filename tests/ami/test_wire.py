@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors.ami.wire import AmiFramer, Banner, Block, Garbage, Item, WireError, encode_block, parse_wire
-from tests.ami.corpus import PANORAMISK, corpus_file, transcript_names
+from tests.ami.corpus import PANORAMISK, transcript_names
+from tests.corpus import corpus_file
 
 
 def _kinds(items: list[Item]) -> Counter[str]:

@@ -8,20 +8,17 @@ what the stored legs, calls and transfers must show (:class:`Expected`).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from schemas.envelope import AmiEnvelope, event_id
+from tests.corpus import CORPUS, corpus_file
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 CACOFONISK = "cacofonisk/tests/fixtures"
 T0 = datetime(2024, 6, 1, 9, 0, 0, tzinfo=UTC)
 STEP = timedelta(milliseconds=100)
@@ -46,14 +43,7 @@ FAMILIES = {
 }
 
 
-def corpus_path(relative: str) -> Path:
-    """A corpus file read in place; skip when the corpus is absent, fail when CI=true."""
-    path = CORPUS / relative
-    if not path.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"corpus file missing in CI: {path}")
-        pytest.skip(f"corpus not present at {CORPUS} (../shared/corpus beside the repository)")
-    return path
+corpus_path = corpus_file
 
 
 def recording(name: str) -> list[dict[str, str]]:

@@ -7,18 +7,17 @@ registrations callscope builds must match the corpus MANIFEST's expectations.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.corpus import corpus_file
 from tests.e2e.conftest import SNGREP_CAPTURE_ID_AS_SENT, Pipeline, need_peers
 from tests.peers import harness
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 
 # sngrep/tests/aaa.pcap (MANIFEST row 125): 81 SIP messages, 6 Call-IDs. Four INVITE dialogs
 # (403, 403 after a 407 challenge, 480, and one CANCELled with retransmits that ends in 408)
@@ -32,15 +31,6 @@ AAA_INVITES = {
 }
 AAA_REGISTER_CALL_IDS = {"578222729-4665d775@578222732-4665d772", "29858147-465b0752@29858051-465b07b2"}
 AAA_AORS = {"35104723@sip.cybercity.dk", "voi18062@sip.cybercity.dk"}
-
-
-def corpus_file(relative: str) -> Path:
-    path = CORPUS / relative
-    if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the corpus file is missing: {path}")
-        pytest.skip(f"corpus not present at {CORPUS} (../shared/corpus beside the repository)")
-    return path
 
 
 @pytest.fixture(scope="module")

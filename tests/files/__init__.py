@@ -5,23 +5,7 @@ The corpus is read in place from ``../shared/corpus`` beside the repository.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-
-
-def corpus_file(relative: str) -> Path:
-    """A corpus file read in place; skip when the corpus is absent, fail when CI=true."""
-    path = CORPUS / relative
-    if not path.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"corpus file missing in CI: {path}")
-        pytest.skip(f"corpus not present at {CORPUS} (../shared/corpus beside the repository)")
-    return path
-
+from tests.corpus import corpus_file as corpus_file  # the files tests' import point
 
 TESTSUITE = "asterisk-testsuite"
 MASTER_CSV = f"{TESTSUITE}/lib/python/asterisk/self_test/Master.csv"

@@ -6,23 +6,6 @@ SIP messages in the style of RFC 3261's examples.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-
-
-def corpus_file(relative: str) -> Path:
-    """A corpus file read in place; skip when the corpus is absent, fail when CI=true."""
-    path = CORPUS / relative
-    if not path.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"corpus file missing in CI: {path}")
-        pytest.skip(f"corpus not present at {CORPUS} (../shared/corpus beside the repository)")
-    return path
-
 
 def crlf(text: str) -> bytes:
     """A message written with LF in the source, sent with CRLF as on the wire."""

@@ -16,7 +16,7 @@ from collectors.hep.events import envelope_from_hep
 from collectors.hep.pcap import read_packets
 from collectors.hep.sip import SipError, parse
 from schemas.envelope import validate
-from tests.hep import corpus_file
+from tests.corpus import corpus_file
 
 
 def _vector(name: str) -> bytes:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -22,18 +20,6 @@ from schemas.topics import ALL_TOPICS
 
 if TYPE_CHECKING:
     from collectors.hep.collector import HepCollector
-
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
-
-
-def corpus_file(relative: str) -> Path:
-    """A corpus file read in place; skip (or fail under CI=true) when the corpus is absent."""
-    path = CORPUS / relative
-    if not path.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"corpus file missing in CI: {path}")
-        pytest.skip(f"corpus not present at {CORPUS} (../shared/corpus beside the repository)")
-    return path
 
 
 def sip_message(method: str = "INVITE", call_id: str = "call-1@test", cseq: int = 1, extra: str = "") -> bytes:

@@ -24,7 +24,8 @@ from collectors.hep.pcap import (
     hep_version,
     looks_like_sip,
 )
-from tests.hep_collector.conftest import CORPUS, corpus_file, sip_message
+from tests.corpus import CORPUS, corpus_file
+from tests.hep_collector.conftest import sip_message
 
 CALL_ID = re.compile(rb"\r\n(?:call-id|i)\s*:\s*([^\r\n]+)", re.IGNORECASE)
 

@@ -13,7 +13,8 @@ import pytest
 from callscope.formats import FORMATS, detect
 from schemas.envelope import decode as decode_envelope
 from tests.cli_process import CLI, start
-from tests.hep_collector.conftest import corpus_file, hep_packet, sip_message
+from tests.corpus import corpus_file
+from tests.hep_collector.conftest import hep_packet, sip_message
 
 
 def _items(fmt: str, path: Path, node: str = "replayer") -> list[object]:

@@ -18,8 +18,8 @@ from processors.media_quality.mos import (
 )
 from schemas.envelope import RtcpEnvelope, SipEnvelope, validate
 from tests.call_legs.sipgen import Dialog, at
+from tests.corpus import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 CALL = "media-1@10.0.0.1"
 NTP_OFFSET = 2208988800
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from processors.queue_sessions.agents import AgentStateRow
 from processors.queue_sessions.correlator import QueueCorrelator
-from tests.hep import corpus_file
+from tests.corpus import corpus_file
 from tests.queue_sessions.gen import AGENT, ami, at, ql, wazo_rows
 
 

@@ -11,7 +11,7 @@ import pytest
 from processors.queue_sessions.config import QueueSessionsConfig
 from processors.queue_sessions.correlator import QueueCorrelator
 from processors.queue_sessions.session import SessionRow
-from tests.hep import corpus_file
+from tests.corpus import corpus_file
 from tests.queue_sessions.gen import (
     AGENT,
     CALLID,
