@@ -7,13 +7,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit kafka bench bench-quick schemas system-deps clean help
+.PHONY: run test lint typecheck unit kafka bench bench-quick schemas dashboards system-deps clean help
 
 help:
 	@echo "make run    - create the virtual environment on first use, install, start the embedded pipeline"
 	@echo "make test   - same environment; install system packages the tests need; lint, typecheck, run every test"
 	@echo "make kafka  - start the test Kafka broker in the foreground (prints KAFKA_BOOTSTRAP)"
 	@echo "make bench  - run the benchmarks under bench/ and print their figures"
+	@echo "make dashboards - regenerate the Grafana dashboards' JSON (dashboards/grafana) from their Python"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ typecheck: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/callscope schemas export
+
+dashboards: $(STAMP)
+	$(BIN)/python -m dashboards.grafana
 
 test: $(STAMP) system-deps lint typecheck
 	$(BIN)/python -m pytest $(ARGS)

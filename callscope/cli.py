@@ -182,7 +182,43 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "-c", "--config", type=Path, help="YAML configuration: node, collectors.options (user_agent, bind, t1_ms...)"
     )
+    _add_dashboards(sub)
     return parser
+
+
+def _add_dashboards(sub: Any) -> None:
+    dash = sub.add_parser(
+        "dashboards", help="Grafana dashboards and datasources", description="Grafana dashboards and datasources."
+    )
+    dash_sub = dash.add_subparsers(dest="dashboards_command", metavar="ACTION")
+    push = dash_sub.add_parser(
+        "push",
+        help="upload the dashboards and datasources through Grafana's HTTP API",
+        description=(
+            "Upload DIR/*.json (dashboards) and DIR/provisioning/datasources/*.yaml (datasources, Grafana's"
+            " provisioning format, $VAR expanded from the environment) through Grafana's HTTP API: the folder"
+            " is found by title or created, datasources are created or updated by uid, dashboards are posted"
+            " by uid with overwrite into the folder. What Grafana already holds is left alone, so a second"
+            " push says 'unchanged'. 5xx answers and network errors are retried with backoff. The token is"
+            " never printed. Exit 0 when everything was pushed, 1 when Grafana refused or failed"
+            " (401 token refused, 403 permission missing, 404 no Grafana API at --url), 2 for a bad option or file."
+        ),
+    )
+    push.add_argument("--url", help="Grafana's root URL, e.g. https://grafana.example.com (or GRAFANA_URL)")
+    push.add_argument(
+        "--token", help="service account token (or GRAFANA_TOKEN); datasources need the Admin role, dashboards Editor"
+    )
+    push.add_argument("--folder", metavar="NAME", help="folder title, created when missing (default callscope)")
+    push.add_argument(
+        "--dir", type=Path, metavar="DIR", help="where the files are (default: the source tree's dashboards/grafana)"
+    )
+    push.add_argument(
+        "--no-datasources", action="store_true", help="push the dashboards only (a token with the Editor role will do)"
+    )
+    push.add_argument(
+        "--retries", type=int, default=3, metavar="N", help="retries after a 5xx or network error (default 3)"
+    )
+    push.add_argument("--timeout-secs", type=float, default=10.0, metavar="S", help="per request (default 10)")
 
 
 def _settings(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
@@ -360,6 +396,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dashboards_push(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from callscope.dashboards import DEFAULT_FOLDER, default_dir
+
+    try:
+        from callscope.grafana_push import PushOptions, push
+    except ImportError as exc:
+        raise StartupError(
+            f"dashboards push needs grafana-client ({exc.name} is missing): pip install 'callscope[grafana]'"
+        ) from None
+
+    url = args.url or os.environ.get("GRAFANA_URL")
+    token = args.token or os.environ.get("GRAFANA_TOKEN")
+    missing = [
+        (opt, f"required (or set {env})")
+        for opt, env, v in (("--url", "GRAFANA_URL", url), ("--token", "GRAFANA_TOKEN", token))
+        if not v
+    ]
+    if missing:
+        raise ConfigError(missing)
+    try:
+        options = PushOptions(
+            url=url,
+            token=token,
+            folder=DEFAULT_FOLDER if args.folder is None else args.folder,
+            directory=args.dir or default_dir(),
+            datasources=not args.no_datasources,
+            retries=args.retries,
+            timeout_secs=args.timeout_secs,
+        )
+    except ValidationError as exc:
+        names = {"directory": "dir", "datasources": "no-datasources"}
+        raise ConfigError(
+            [("--" + names.get(str(e["loc"][0]), str(e["loc"][0]).replace("_", "-")), e["msg"]) for e in exc.errors()]
+        ) from None
+    push(options, sys.stdout, environ=os.environ)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -377,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_schemas(args)
         if args.command == "config" and args.config_command == "check":
             return cmd_config_check(args)
+        if args.command == "dashboards" and args.dashboards_command == "push":
+            return cmd_dashboards_push(args)
         parser.print_help()
         return EXIT_CONFIG if args.command else EXIT_OK
     except ConfigError as exc:

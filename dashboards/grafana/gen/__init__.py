@@ -1,0 +1,1 @@
+"""The generator: shared panel helpers (``panels``), one module per dashboard group, ``render``."""
