@@ -115,6 +115,13 @@ class Telemetry:
             ["trunk", "result"],
             registry=r,
         )
+        self.trunk_call_duration = Histogram(
+            "callscope_trunk_call_duration_seconds",
+            "Duration (answer to end) of the answered call legs through a configured trunk (ACD = sum / count).",
+            ["trunk"],
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+            registry=r,
+        )
         self.http_requests = Counter(
             "callscope_http_requests_total",
             "HTTP requests the API answered, by route template, method and status class.",

@@ -307,6 +307,8 @@ class CallLegsProcessor(CorrelatingShell):
                     closed = self.trunks.closed(out)
                     if closed is not None:
                         self._telemetry.trunk_calls.labels(*closed).inc()
+                        if closed[1] == "answered" and out.duration_secs is not None:
+                            self._telemetry.trunk_call_duration.labels(closed[0]).observe(out.duration_secs)
         return outputs
 
     async def _filter_expired(self, rows: list[PendingRow]) -> list[PendingRow]:

@@ -89,6 +89,10 @@ async def test_processor_counts_trunk_calls_by_result(env: Env) -> None:
 
     assert value("answered") == 1
     assert value("busy") is None
+    registry = env.telemetry.registry
+    assert registry.get_sample_value("callscope_trunk_call_duration_seconds_count", {"trunk": "carrier-a"}) == 1
+    duration = registry.get_sample_value("callscope_trunk_call_duration_seconds_sum", {"trunk": "carrier-a"})
+    assert duration == pytest.approx(28.0)  # answered at 2 s, BYE at 30 s
     # a restart reloads the closed leg and does not count it twice
     async with running(env, CallLegsProcessor, wall=wall, trunks={SBC[0]: "carrier-a"}) as p:
         await publish(env, [D.msg(30.1, "BYE", to_tag="tt-b", branch="z9hG4bK-bye", cseq=2)])

@@ -102,6 +102,7 @@ def test_the_dashboards_the_issue_asks_for() -> None:
         "Calls per minute",
         "ACD",
         "ASR per trunk",
+        "ACD per trunk",
         "NER per trunk",
         "Trunk OPTIONS status by vantage node",
         "Queue service level now",

@@ -70,6 +70,12 @@ sum by (trunk) (increase(callscope_trunk_calls_total{trunk=~"$trunk", result=~"a
 /
 sum by (trunk) (increase(callscope_trunk_calls_total{trunk=~"$trunk"}[30m]))
 """
+#: Average duration of the answered calls through each trunk over 30 minutes (the histogram's sum / count).
+ACD_PER_TRUNK = """
+sum by (trunk) (increase(callscope_trunk_call_duration_seconds_sum{trunk=~"$trunk"}[30m]))
+/
+sum by (trunk) (increase(callscope_trunk_call_duration_seconds_count{trunk=~"$trunk"}[30m]))
+"""
 TRUNK_OPTIONS_UP = 'callscope_options_up{kind="trunk", target=~"$trunk", node=~"$node"}'
 COMPONENTS_DOWN = "count(callscope_component_up == 0) or vector(0)"
 DEADLETTERS_RATE = "sum(rate(callscope_deadletters_total[$__rate_interval])) or vector(0)"
@@ -142,6 +148,7 @@ def noc_wallboard() -> dashboard.Dashboard:
                 "(recording rule trunk:callscope_trunk_asr:ratio_rate30m).",
                 "percentunit",
                 [p.promql(ASR, "{{trunk}}", instant=True)],
+                width=6,
             )
         )
         .with_panel(
@@ -151,6 +158,19 @@ def noc_wallboard() -> dashboard.Dashboard:
                 "(the network delivered them) / all calls through the trunk.",
                 "percentunit",
                 [p.promql(NER, "{{trunk}}", instant=True)],
+                width=6,
+            )
+        )
+        .with_panel(
+            p.prom_bargauge(
+                "ACD per trunk",
+                "Average call duration over 30 minutes of the answered calls through each trunk "
+                "(callscope_trunk_call_duration_seconds, answer to end of the leg).",
+                "s",
+                [p.promql(ACD_PER_TRUNK, "{{trunk}}", instant=True)],
+                steps=[(None, "red"), (30, "orange"), (60, "green")],
+                max_value=600,
+                width=6,
             )
         )
         .with_panel(
@@ -160,6 +180,7 @@ def noc_wallboard() -> dashboard.Dashboard:
                 "(queue_sla_15m, the current and three previous 15-minute intervals).",
                 "percentunit",
                 QUEUE_SERVICE_LEVEL,
+                width=6,
             )
         )
         .with_panel(

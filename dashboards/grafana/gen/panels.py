@@ -275,6 +275,7 @@ def prom_bargauge(
     height: int = 8,
     width: int = 8,
     steps: Steps = RATIO_GOOD_HIGH,
+    max_value: float = 1,
 ) -> bargauge.Panel:
     panel = _common(bargauge.Panel(), title, description, unit, height=height, width=width)
     panel = (
@@ -282,7 +283,7 @@ def prom_bargauge(
         .targets(list(queries))
         .thresholds(_thresholds(steps))
         .min(0)
-        .max(1)
+        .max(max_value)
         .orientation(common.VizOrientation.HORIZONTAL)
         .display_mode(common.BarGaugeDisplayMode.BASIC)
         .reduce_options(_last())
