@@ -14,34 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from api.context import QueryStore
+from schemas.tables import COLUMNS
 
-SESSION_COLUMNS = (
-    "session_id",
-    "node",
-    "queue",
-    "callid",
-    "linkedid",
-    "caller",
-    "entered_at",
-    "answered_at",
-    "ended_at",
-    "wait_secs",
-    "talk_secs",
-    "ring_attempts",
-    "ring_secs",
-    "agent",
-    "agent_uniqueid",
-    "position",
-    "original_position",
-    "state",
-    "outcome",
-    "answered",
-    "transfer_target",
-    "exit_key",
-    "sources",
-    "gap",
-    "final",
-)
+#: The session's own columns: the stored row without its id and version bookkeeping.
+SESSION_COLUMNS = tuple(c for c in COLUMNS["queue_sessions"] if c not in ("id", "version", "updated_at", "checkpoint"))
 _SESSION_SELECT = ", ".join(SESSION_COLUMNS)
 _FINAL_SETTINGS = "SETTINGS do_not_merge_across_partitions_select_final = 1"
 MAX_CALLIDS = 1000
