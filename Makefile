@@ -40,6 +40,7 @@ schemas: $(STAMP)
 
 dashboards: $(STAMP)
 	$(BIN)/python -m dashboards.grafana
+	$(BIN)/python -m tests.helm.sync_chart_files  # the Helm chart carries copies of the dashboards and rules
 
 test: $(STAMP) system-deps lint typecheck
 	$(BIN)/python -m pytest $(ARGS)
