@@ -16,7 +16,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ami_parse, bus_kafka, bus_memory, e2e_hep, hep_decode, options_probe, sink_chdb, tail_files
+from bench import (
+    ami_parse,
+    bus_kafka,
+    bus_memory,
+    e2e_hep,
+    e2e_hep_kafka,
+    hep_decode,
+    options_probe,
+    sink_chdb,
+    tail_files,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -112,8 +122,26 @@ def main(argv: list[str] | None = None) -> int:
         },
         "ami_envelope_events_per_sec": round(ami["ami_envelope_events_per_sec"]),
         "e2e_embedded_lost": e2e["e2e_embedded_lost"],
-        "collector_rss_mb": e2e["collector_rss_mb"],
+        "embedded_process_rss_mb": e2e["collector_rss_mb"],
     }
+    # Through real Kafka: `callscope run --role collector` and `--role processor` as two processes.
+    kafka_e2e = e2e_hep_kafka.run(n_e2e, [20_000.0], args.kafka_bootstrap, runs=args.runs)["rates"][0]
+    rows.append(
+        _row(
+            "e2e_kafka_msgs_per_sec",
+            "msg/s",
+            kafka_e2e["e2e_kafka_msgs_per_sec"],
+            kafka_e2e["min"],
+            kafka_e2e["max"],
+            f"{n_e2e} HEP packets, 20,000/s offered, collector+processor roles",
+            20_000,
+        )
+    )
+    extra.update(
+        e2e_kafka_lost=kafka_e2e["lost_max"],
+        collector_role_rss_mb=kafka_e2e["collector_rss_mb"],
+        processor_role_rss_mb=kafka_e2e["processor_rss_mb"],
+    )
     options = options_probe.run(2000, 5.0 if args.quick else 10.0)
     probes = float(options["load"]["probes_per_sec"])
     rows.append(_row("options_probes_per_sec", "probe/s", probes, probes, probes, "2,000/s offered, UDP, 1 run", 2000))

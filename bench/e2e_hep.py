@@ -10,7 +10,8 @@ growing for 15 s), then confirms the count with ``GET /api/v1/events/stats`` (a 
 
 - ``e2e_embedded_msgs_per_sec``: N stored / seconds from the first packet sent to the last stored;
 - ``e2e_embedded_lost``: sent - stored;
-- ``collector_rss_mb``: the peak RSS (VmHWM) of the ``callscope run`` process;
+- ``collector_rss_mb``: the peak RSS (VmHWM) of the whole embedded ``callscope run`` process
+  (collector, processors and chDB; the collector role alone: bench/e2e_hep_kafka.py);
 - ``send_secs``: how long sending took (the offered rate is N / send_secs).
 """
 
@@ -21,7 +22,6 @@ import json
 import multiprocessing as mp
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,75 +31,12 @@ from typing import Any
 
 import httpx
 
+from bench import hep_traffic
+
 API_LINE = re.compile(r"api:\s+(http://127\.0\.0\.1:\d+)")
 HEP_LINE = re.compile(r"hep:\s+\S+ 127\.0\.0\.1:(\d+)")
 ACK_LINE = re.compile(r'^callscope_sink_batch_rows_sum\{table="sip_messages"\} (\S+)$', re.MULTILINE)
 STALL_SECS = 15.0
-
-
-def _packets(n: int, seed: int) -> list[bytes]:
-    from collectors.hep.decode import HepPacket, encode_hep3
-
-    base = 1_700_000_000
-    out = []
-    for i in range(n):
-        call_id = f"bench-{seed}-{i:09d}@10.1.0.1"
-        sip = (
-            f"INVITE sip:{i % 1000}@10.1.0.2 SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 10.1.0.1:5060;branch=z9hG4bK{i:010d}\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:caller@10.1.0.1>;tag={i:08x}\r\n"
-            f"To: <sip:{i % 1000}@10.1.0.2>\r\n"
-            f"Call-ID: {call_id}\r\n"
-            "CSeq: 1 INVITE\r\n"
-            "Contact: <sip:caller@10.1.0.1:5060>\r\n"
-            "User-Agent: callscope-bench\r\n"
-            "Content-Length: 0\r\n\r\n"
-        ).encode()
-        pkt = HepPacket(
-            version=3,
-            family=2,
-            protocol=17,
-            src_ip="10.1.0.1",
-            src_port=5060,
-            dst_ip="10.1.0.2",
-            dst_port=5060,
-            ts_sec=base + i // 1000,
-            ts_usec=(i % 1000) * 1000,
-            payload=sip,
-            capture_id=1,
-        )
-        out.append(encode_hep3(pkt))
-    return out
-
-
-def _sender(port: int, n: int, rate: float, seed: int, ready: Any, go: Any, result: Any) -> None:
-    packets = _packets(n, seed)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.connect(("127.0.0.1", port))
-    ready.set()
-    go.wait()
-    started = time.monotonic()
-    slot = max(1, int(rate / 1000))  # packets per 1 ms
-    send = sock.send
-    for i in range(0, n, slot):
-        for pkt in packets[i : i + slot]:
-            send(pkt)
-        due = started + (i + slot) / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-    result.value = time.monotonic() - started
-    sock.close()
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return float("nan")
-    match = re.search(r"VmHWM:\s+(\d+) kB", text)
-    return int(match.group(1)) / 1024 if match else float("nan")
 
 
 def _start(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[str], str, int]:
@@ -167,7 +104,7 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
             token = (data_dir / "api-token").read_text().strip()
             ctx = mp.get_context("spawn")
             ready, go, result = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
-            sender = ctx.Process(target=_sender, args=(port, n, rate, os.getpid(), ready, go, result))
+            sender = ctx.Process(target=hep_traffic.sender, args=(port, n, rate, os.getpid(), ready, go, result))
             sender.start()
             ready.wait(300)
             started = time.monotonic()
@@ -192,7 +129,7 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
                 "send_secs": round(result.value, 2),
                 "e2e_embedded_msgs_per_sec": round(stored / elapsed) if elapsed > 0 else 0,
                 "e2e_embedded_lost": n - stored,
-                "collector_rss_mb": round(_rss_mb(proc.pid), 1),
+                "collector_rss_mb": round(hep_traffic.peak_rss_mb(proc.pid), 1),
             }
         finally:
             proc.terminate()
