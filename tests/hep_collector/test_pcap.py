@@ -24,7 +24,7 @@ from collectors.hep.pcap import (
     hep_version,
     looks_like_sip,
 )
-from tests.corpus import CORPUS, corpus_file
+from tests.corpus import CORPUS, corpus_file, require
 from tests.hep_collector.conftest import sip_message
 
 CALL_ID = re.compile(rb"\r\n(?:call-id|i)\s*:\s*([^\r\n]+)", re.IGNORECASE)
@@ -108,8 +108,7 @@ def test_sip_counts_and_call_ids_match_the_manifest(relative: str) -> None:
 
 
 def test_corpus_list_is_complete() -> None:
-    if not CORPUS.is_dir():
-        pytest.skip("corpus not present")
+    require(CORPUS)
     found = sorted(str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*.pcap*"))
     assert found == sorted(ALL_CAPTURES)
 

@@ -18,7 +18,7 @@ from processors.media_quality.mos import (
 )
 from schemas.envelope import RtcpEnvelope, SipEnvelope, validate
 from tests.call_legs.sipgen import Dialog, at
-from tests.corpus import CORPUS
+from tests.corpus import corpus_file
 
 CALL = "media-1@10.0.0.1"
 NTP_OFFSET = 2208988800
@@ -156,10 +156,8 @@ def _corpus_json(path: Path) -> dict[str, Any]:
 
 
 def test_corpus_rtpengine_reports() -> None:
-    sip3 = CORPUS / "sip3-salto-ce" / "hep_vectors" / "hep3_rtcp_json_PACKET_3.bin"
-    pcap = CORPUS / "hep-wireshark" / "pcap" / "hep.pcap"
-    if not sip3.exists() or not pcap.exists():
-        pytest.skip("corpus not present")
+    sip3 = corpus_file("sip3-salto-ce/hep_vectors/hep3_rtcp_json_PACKET_3.bin")
+    pcap = corpus_file("hep-wireshark/pcap/hep.pcap")
     core = MediaQualityCore()
     # sip3's vector: type 202 (SDES last in the compound) with sender information -> an SR; XR type 0 ignored.
     (row,) = core.feed_rtcp(_rtcp(0, _corpus_json(sip3), ident="sip3"))
