@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from api.context import QueryStore
+from api.where import Where
 from schemas.tables import COLUMNS
 
 #: The session's own columns: the stored row without its id and version bookkeeping.
@@ -67,40 +68,29 @@ def sessions_page(
     min_wait_secs: float | None = None,
 ) -> list[dict[str, Any]]:
     """One page of a queue's sessions, newest entry first (keyset: ``(entered_at, session_id) < after``)."""
-    where = ["queue = {queue:String}", "entered_at >= {start:DateTime64(6, 'UTC')}"]
-    params: dict[str, Any] = {"queue": queue, "start": start, "limit": limit}
-    if end is not None:
-        where.append("entered_at < {end:DateTime64(6, 'UTC')}")
-        params["end"] = end
+    where = Where(
+        "queue = {queue:String}", "entered_at >= {start:DateTime64(6, 'UTC')}", queue=queue, start=start, limit=limit
+    )
+    where.add("entered_at < {end:DateTime64(6, 'UTC')}", end=end)
     if after is not None:
-        where.append("(entered_at, session_id) < ({after_ts:DateTime64(6, 'UTC')}, {after_id:String})")
-        params["after_ts"], params["after_id"] = after
-    if outcomes:
-        where.append("outcome IN {outcomes:Array(String)}")
-        params["outcomes"] = list(outcomes)
-    if states:
-        where.append("state IN {states:Array(String)}")
-        params["states"] = list(states)
-    if agent:
-        where.append("agent = {agent:String}")
-        params["agent"] = agent
-    if caller:
-        where.append("position(caller, {caller:String}) > 0")
-        params["caller"] = caller
-    if callid:
-        where.append("(callid = {callid:String} OR linkedid = {callid:String})")
-        params["callid"] = callid
-    if answered is not None:
-        where.append("answered = {answered:Bool}")
-        params["answered"] = answered
-    if min_wait_secs is not None:
-        where.append("ifNull(wait_secs, 0) >= {min_wait:Float64}")
-        params["min_wait"] = min_wait_secs
+        after_ts, after_id = after
+        where.add(
+            "(entered_at, session_id) < ({after_ts:DateTime64(6, 'UTC')}, {after_id:String})",
+            after_ts=after_ts,
+            after_id=after_id,
+        )
+    where.add("outcome IN {outcomes:Array(String)}", outcomes=list(outcomes) or None)
+    where.add("state IN {states:Array(String)}", states=list(states) or None)
+    where.add("agent = {agent:String}", agent=agent or None)
+    where.add("position(caller, {caller:String}) > 0", caller=caller or None)
+    where.add("(callid = {callid:String} OR linkedid = {callid:String})", callid=callid or None)
+    where.add("answered = {answered:Bool}", answered=answered)
+    where.add("ifNull(wait_secs, 0) >= {min_wait:Float64}", min_wait=min_wait_secs)
     sql = (
-        f"SELECT {_SESSION_SELECT} FROM queue_sessions FINAL WHERE {' AND '.join(where)}"  # noqa: S608 - fixed SQL text; values are bound parameters
+        f"SELECT {_SESSION_SELECT} FROM queue_sessions FINAL WHERE {where.sql}"  # noqa: S608 - fixed SQL text; values are bound parameters
         f" ORDER BY entered_at DESC, session_id DESC LIMIT {{limit:UInt32}} {_FINAL_SETTINGS}"
     )
-    return [_session(r) for r in store.query(sql, params)]
+    return [_session(r) for r in store.query(sql, where.params)]
 
 
 def queue_overview(store: QueryStore, *, now: datetime, live_window_secs: float) -> list[dict[str, Any]]:

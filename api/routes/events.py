@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from api.auth import ReadPrincipal, context_of
+from api.where import Where
 from schemas.envelope import KINDS
 from schemas.tables import TABLES
 
@@ -71,27 +72,18 @@ async def list_events(
 ) -> EventPage:
     if kind not in TABLES:
         raise HTTPException(status_code=422, detail=f"unknown kind {kind!r}")
-    where = ["1"]
-    params: dict[str, Any] = {"limit": limit}
-    if key is not None:
-        where.append("key = {key:String}")
-        params["key"] = key
-    if node is not None:
-        where.append("node = {node:String}")
-        params["node"] = node
-    if since is not None:
-        where.append("ts >= {since:DateTime64(6, 'UTC')}")
-        params["since"] = since
-    if until is not None:
-        where.append("ts < {until:DateTime64(6, 'UTC')}")
-        params["until"] = until
+    where = Where(limit=limit)
+    where.add("key = {key:String}", key=key)
+    where.add("node = {node:String}", node=node)
+    where.add("ts >= {since:DateTime64(6, 'UTC')}", since=since)
+    where.add("ts < {until:DateTime64(6, 'UTC')}", until=until)
     # sip_messages keeps the SIP text in its own compressed column, not in body.
     extra = ", raw" if kind == "sip" else ""
     sql = (
         f"SELECT id, node, role, ts, received, key, body{extra} FROM {TABLES[kind]} FINAL "  # noqa: S608 - table from a fixed map
-        f"WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT {{limit:UInt32}}"
+        f"WHERE {where.sql} ORDER BY ts, id LIMIT {{limit:UInt32}}"
     )
-    rows = await asyncio.to_thread(_store(request).query, sql, params)
+    rows = await asyncio.to_thread(_store(request).query, sql, where.params)
     events = [
         StoredEvent(
             id=r["id"],

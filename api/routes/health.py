@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from api.auth import ReadPrincipal, context_of
 from api.context import ApiContext, QueryStore
 from api.paging import decode_cursor, encode_cursor, next_link
+from api.where import Where
 from processors.health.policy import Policies
 
 router = APIRouter(tags=["health"])
@@ -302,31 +303,26 @@ def history(
     At one instant the aggregate's row comes before the vantage point rows that caused it.
     ``after`` is the (at, scope, node, id) of the last row of the previous page.
     """
-    where = ["target = {target:String}"]
-    params: dict[str, Any] = {"target": target, "limit": limit}
-    if since is not None:
-        where.append("at >= {since:DateTime64(6, 'UTC')}")
-        params["since"] = since
-    if until is not None:
-        where.append("at < {until:DateTime64(6, 'UTC')}")
-        params["until"] = until
-    if scope is not None:
-        where.append("scope = {scope:String}")
-        params["scope"] = scope
-    if node is not None:
-        where.append("node = {node:String}")
-        params["node"] = node
+    where = Where("target = {target:String}", target=target, limit=limit)
+    where.add("at >= {since:DateTime64(6, 'UTC')}", since=since)
+    where.add("at < {until:DateTime64(6, 'UTC')}", until=until)
+    where.add("scope = {scope:String}", scope=scope)
+    where.add("node = {node:String}", node=node)
     if after is not None:
-        where.append(
+        after_at, after_scope, after_node, after_id = after
+        where.add(
             "(at, scope, node, id) < ({after_at:DateTime64(6, 'UTC')}, {after_scope:String}, {after_node:String},"
-            " {after_id:String})"
+            " {after_id:String})",
+            after_at=after_at,
+            after_scope=after_scope,
+            after_node=after_node,
+            after_id=after_id,
         )
-        params["after_at"], params["after_scope"], params["after_node"], params["after_id"] = after
     sql = (
-        f"SELECT {_HISTORY_COLUMNS} FROM health_transitions FINAL WHERE {' AND '.join(where)} "  # noqa: S608 - fixed columns
+        f"SELECT {_HISTORY_COLUMNS} FROM health_transitions FINAL WHERE {where.sql} "  # noqa: S608 - fixed columns
         "ORDER BY at DESC, scope DESC, node DESC, id DESC LIMIT {limit:UInt32}"
     )
-    return store.query(sql, params)
+    return store.query(sql, where.params)
 
 
 def known_target(store: QueryStore, ctx: ApiContext, target: str) -> bool:

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from api.auth import ReadPrincipal, context_of
 from api.context import QueryStore
 from api.paging import decode_cursor, encode_cursor, next_link
+from api.where import Where
 
 router = APIRouter(tags=["registrations"])
 
@@ -90,25 +91,16 @@ def current_state(
     node: str | None = None,
     expired: bool | None = None,
 ) -> list[dict[str, Any]]:
-    where = ["1"]
-    params: dict[str, Any] = {"limit": limit}
-    if after is not None:
-        where.append("aor > {after:String}")
-        params["after"] = after
-    if aor_contains:
-        where.append("position(aor, {aor_contains:String}) > 0")
-        params["aor_contains"] = aor_contains
-    if node:
-        where.append("node = {node:String}")
-        params["node"] = node
-    if expired is not None:
-        where.append("expired = {expired:Bool}")
-        params["expired"] = expired
+    where = Where(limit=limit)
+    where.add("aor > {after:String}", after=after)
+    where.add("position(aor, {aor_contains:String}) > 0", aor_contains=aor_contains or None)
+    where.add("node = {node:String}", node=node or None)
+    where.add("expired = {expired:Bool}", expired=expired)
     sql = (
-        f"SELECT {_CURRENT} FROM registrations_current WHERE {' AND '.join(where)} "  # noqa: S608 - fixed columns
+        f"SELECT {_CURRENT} FROM registrations_current WHERE {where.sql} "  # noqa: S608 - fixed columns
         "ORDER BY aor LIMIT {limit:UInt32}"
     )
-    return store.query(sql, params)
+    return store.query(sql, where.params)
 
 
 def history(
