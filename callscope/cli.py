@@ -183,7 +183,36 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--config", type=Path, help="YAML configuration: node, collectors.options (user_agent, bind, t1_ms...)"
     )
     _add_dashboards(sub)
+    for name, (_module, help_text) in DELEGATED.items():
+        # Their own argparse parses the rest (`callscope NAME --help` shows it).
+        # main() hands everything after NAME to it before this parser runs; listed here for --help.
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+# Subcommands whose options live with their code: module whose main(argv) -> int runs them.
+DELEGATED = {
+    "generate": (
+        "callscope.traffic.cli",
+        "generate seeded traffic (HEP over UDP/TCP, AMI, queue_log/CDR/CEL files) at a chosen rate",
+    ),
+    "bench": ("bench.__main__", "run the benchmarks under bench/ (source checkout) and write bench/results.json"),
+}
+
+
+def cmd_delegated(command: str, rest: list[str]) -> int:
+    import importlib
+
+    module_name = DELEGATED[command][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            message = f"`callscope {command}` needs the source checkout ({module_name} is not installed)"
+            raise StartupError(message) from None
+        raise
+    code: int = module.main(rest)
+    return code
 
 
 def _add_dashboards(sub: Any) -> None:
@@ -438,6 +467,13 @@ def cmd_dashboards_push(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        try:
+            return cmd_delegated(argv[0], argv[1:])
+        except StartupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     args = parser.parse_args(argv)
     handlers = {
         "run": cmd_run,
