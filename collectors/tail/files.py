@@ -257,3 +257,45 @@ def find_sibling(
             pass
         f.close()
     return None
+
+
+def recent_siblings(
+    path: Path, held: Collection[tuple[int, int]], since: float, *, fp_bytes: int, now: float
+) -> list[OpenFile]:
+    """Regular files beside ``path`` named ``<name>.…``, ``<name>-…`` or ``<name>_…``, modified at or after
+    ``since`` (wall-clock seconds), opened, oldest first.
+
+    Files in ``held`` (device, inode) and compressed rotations are passed over. These are the
+    rotations that happened between two looks at the path (see :meth:`Tailer._sweep`).
+    """
+    directory, stem = path.parent, path.name
+    found: list[tuple[float, str]] = []
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if len(name) <= len(stem) or not name.startswith(stem) or name[len(stem)] not in ".-_":
+                    continue
+                if name.endswith(_COMPRESSED):
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in held and st.st_mtime >= since:
+                    found.append((st.st_mtime, entry.path))
+                if len(found) >= _SIBLINGS_MAX:
+                    break
+    except OSError:
+        return []
+    out: list[OpenFile] = []
+    for _, name in sorted(found):
+        try:
+            f = OpenFile.open(Path(name), fp_bytes, now)
+        except OSError:
+            continue
+        if f.identity in held:  # renamed under us onto a file we hold
+            f.close()
+            continue
+        out.append(f)
+    return out

@@ -36,15 +36,19 @@ it, and the next start reads it once its newline is there.
 from __future__ import annotations
 
 import os
+import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from collectors.tail.checkpoint import Checkpoint, CheckpointError, CheckpointStore, FileMark
 from collectors.tail.config import TailConfig
-from collectors.tail.files import Chunk, NotAFileError, OpenFile, find_sibling
+from collectors.tail.files import Chunk, NotAFileError, OpenFile, find_sibling, recent_siblings
 
 MAX_ROTATED = 8  # renamed files held open at once; the oldest is finished early beyond this
+KNOWN_FILES = 64  # finished or truncated contents remembered, so a sweep never reads them again
+SWEEP_MARGIN_SECS = 0.05  # file times come from a coarse kernel clock: look this much further back
 
 #: Event name -> whether it is a problem (logged as a warning and counted as an error) or routine.
 EVENTS: dict[str, bool] = {
@@ -54,6 +58,7 @@ EVENTS: dict[str, bool] = {
     "rotated_lost": True,  # at start: a checkpointed rotated file is gone (lines after its offset are lost)
     "truncated": True,  # the file shrank or was rewritten in place: read again from 0
     "copy_recovered": False,  # the lines not yet read before a truncation were found in a copy
+    "rotation_recovered": False,  # a file rotated between two looks (never seen at the path) read from its start
     "replaced": True,  # at start: same inode, other content (inode reused): read from 0
     "disappeared": True,  # the path is gone
     "reappeared": False,  # a file is at the path again
@@ -93,6 +98,12 @@ class Tailer:
         self._force_save = False
         self._last_save = float("-inf")
         self._retry_save_at = float("-inf")
+        # Wall-clock times just before the path was last seen holding the current file, and
+        # before its content was last seen intact: a rotation noticed later may hide others
+        # since then, whose files are looked for beside the path (:meth:`_sweep`).
+        self._seen_path_at: float | None = None
+        self._seen_content_at: float | None = None
+        self._known: deque[tuple[str, int]] = deque(maxlen=KNOWN_FILES)  # (fingerprint, its length)
 
     # ------------------------------------------------------------------ events
     def _event(self, name: str, message: str, **fields: Any) -> None:
@@ -106,6 +117,7 @@ class Tailer:
         except CheckpointError as exc:
             self._event("checkpoint_corrupt", "checkpoint unreadable; starting as a first run", error=str(exc))
             checkpoint = None
+        self._seen_path_at = self._seen_content_at = time.time()
         cur = self._open_path(now)
         if checkpoint is None:
             if cur is not None and self.config.start_at == "end":
@@ -215,6 +227,8 @@ class Tailer:
 
     def _still_same(self, cur: OpenFile, now: float) -> bool:
         """False (and handled) when the current file was truncated or rewritten in place."""
+        looked = time.time()
+        was_empty = cur.fp_len == 0
         try:
             size = cur.size()
             same = cur.same_content(self._fp_bytes)
@@ -222,19 +236,30 @@ class Tailer:
             self._event("read_error", "checking the file failed", file=cur.name, error=exc.strerror or str(exc))
             return True
         if size >= cur.read_pos and same:
+            if was_empty and cur.fp_len > 0:
+                # An empty file has no first bytes to tell a truncation by: whatever it held
+                # since the last look and lost to a copytruncate is in a copy beside it.
+                self._sweep(now, self._seen_content_at)
+            self._seen_content_at = looked
             return True
         self._truncated(cur, now, offset=cur.committed, fp=cur.fp, fp_len=cur.fp_len)
+        self._sweep(now, self._seen_content_at)
         return False
 
     def _truncated(self, cur: OpenFile, now: float, *, offset: int, fp: str, fp_len: int) -> None:
         self._event("truncated", "the file was truncated or rewritten; reading it again from the start", file=cur.name)
         self._recover_copy(cur, now, offset=offset, fp=fp, fp_len=fp_len)
+        self._remember(fp, fp_len)
         cur.reset(0, self._fp_bytes)
         self._force_save = True
 
     def _recover_copy(self, cur: OpenFile, now: float, *, offset: int, fp: str, fp_len: int) -> None:
-        """Read what followed ``offset`` in the old content from a copy beside the file (copytruncate's)."""
-        if offset <= 0:
+        """Read what followed ``offset`` in the old content from a copy beside the file (copytruncate's).
+
+        Offset 0 counts too: a file truncated again before any of it was delivered (its
+        copy is all unread). Only without a fingerprint (it was empty) is there nothing to match.
+        """
+        if fp_len <= 0:
             return
         copy = self._find(now, lambda st: (st.st_dev, st.st_ino) != cur.identity and st.st_size > offset, fp, fp_len)
         if copy is not None:
@@ -244,6 +269,7 @@ class Tailer:
 
     def _check_path(self, cur: OpenFile, now: float) -> bool:
         """At the end of the current file: is another file (or none) at the path now? True when it changed."""
+        looked = time.time()
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -257,10 +283,46 @@ class Tailer:
         if self._episode == "open_error":
             self._episode = None
         if (st.st_dev, st.st_ino) == cur.identity:
+            self._seen_path_at = looked
             return False
         self._event("rotated", "a new file is at the path; finishing the old one first", file=cur.name)
         self._retire(cur, now)
+        self._sweep(now, self._seen_path_at)
+        # Hold the new file at once: it is read once the rotated ones are, and may itself be
+        # rotated away before that (a storm, or a long backlog in the old file).
+        self.current = self._open_path(now)
+        if self.current is not None:
+            self._seen_path_at = looked
         return True
+
+    def _sweep(self, now: float, since: float | None) -> None:
+        """Read the files rotated away since ``since`` that were never at the path when it was looked at.
+
+        Two rotations between two looks (a storm, or a collector held up) leave a file that was
+        only briefly at the path: renamed away, or copied and truncated twice. Beside the path, a
+        file modified since the last look that is not held, not empty and not a content already
+        known (finished, truncated, or a copy of one of those) is such a file: it is read from its
+        start. The first look is the start: what was rotated while stopped is the checkpoint's business.
+        """
+        if since is None:
+            return
+        open_files = self.files()
+        held = {f.identity for f in open_files}
+        known = [*self._known, *((f.fp, f.fp_len) for f in open_files)]
+        for f in recent_siblings(self.path, held, since - SWEEP_MARGIN_SECS, fp_bytes=self._fp_bytes, now=now):
+            try:
+                seen = f.fp_len == 0 or any(n > 0 and f.matches(fp, n) for fp, n in known)
+            except OSError:
+                seen = True
+            if seen:
+                f.close()
+                continue
+            self._hold_rotated(f, now)
+            self._event("rotation_recovered", "a file rotated between two looks is read from its start", file=f.name)
+
+    def _remember(self, fp: str, fp_len: int) -> None:
+        if fp_len > 0:
+            self._known.append((fp, fp_len))
 
     def _retire(self, cur: OpenFile, now: float) -> None:
         self.current = None
@@ -324,6 +386,7 @@ class Tailer:
             if f in self.rotated:
                 self.rotated.remove(f)
             self._event("rotated_finished", "finished a rotated file", file=f.name, offset=chunk.end)
+            self._remember(f.fp, f.fp_len)
             f.close()
             self._force_save = True
 
