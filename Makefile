@@ -7,13 +7,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test lint typecheck unit kafka bench bench-quick schemas dashboards system-deps clean help
+.PHONY: run test lint typecheck unit kafka bench bench-quick soak schemas dashboards system-deps clean help
 
 help:
 	@echo "make run    - create the virtual environment on first use, install, start the embedded pipeline"
 	@echo "make test   - same environment; install system packages the tests need; lint, typecheck, run every test"
 	@echo "make kafka  - start the test Kafka broker in the foreground (prints KAFKA_BOOTSTRAP)"
-	@echo "make bench  - run the benchmarks under bench/ and print their figures"
+	@echo "make bench  - run every benchmark under bench/, print one table, write bench/results.json"
+	@echo "make bench-quick - the same at small sizes (under five minutes)"
+	@echo "make soak   - 10 minutes of calls into 'callscope run' at half the measured maximum; RSS and state must stay flat"
 	@echo "make dashboards - regenerate the Grafana dashboards' JSON (dashboards/grafana) from their Python"
 
 $(STAMP): pyproject.toml
@@ -49,10 +51,13 @@ kafka: $(STAMP) system-deps
 	$(BIN)/python -m tests.kafka.broker
 
 bench: $(STAMP) system-deps
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
 
 bench-quick: $(STAMP) system-deps
-	$(BIN)/python -m bench --quick
+	$(BIN)/python -m bench --quick $(ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

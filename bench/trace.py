@@ -207,9 +207,13 @@ def time_ladder(runs: int = 30) -> float:
 
 
 def run(
-    n_messages: int = 10_000_000, lookups: int = 300, data_dir: Path | None = None, seed_rng: int = 1
+    n_messages: int = 10_000_000, lookups: int = 300, data_dir: Path | None = None, seed_rng: int = 1, runs: int = 1
 ) -> dict[str, Any]:
-    """Seed ``n_messages`` into a fresh data directory, then time trace lookups and the ladder."""
+    """Seed ``n_messages`` into a fresh data directory, then time trace lookups and the ladder.
+
+    With ``runs`` > 1 the lookups are also split into that many consecutive groups whose p99s
+    (``trace_p99_runs_ms``) and ladder medians (``ladder_runs_ms``) show the spread.
+    """
     with tempfile.TemporaryDirectory(prefix="callscope-bench-trace-") as tmp:
         directory = data_dir or Path(tmp) / "chdb"
         config = StoreConfig(dsn=f"chdb://{directory}", database="bench_trace")
@@ -241,7 +245,10 @@ def run(
                     sizes.append(len(trace.messages))
         finally:
             store.close()
-    ladder_ms = time_ladder()
+    ladder_runs = [time_ladder() for _ in range(max(1, runs))]
+    ladder_ms = statistics.median(ladder_runs)
+    per_run = max(1, len(timings) // max(1, runs))
+    groups = [timings[i : i + per_run] for i in range(0, per_run * max(1, runs), per_run)]
     return {
         "messages": stored,
         "calls": calls,
@@ -254,6 +261,8 @@ def run(
         "trace_queries_p50_ms": round(statistics.median(query_timings), 2),
         "trace_queries_p99_ms": round(_percentile(query_timings, 0.99), 2),
         "ladder_ms": round(ladder_ms, 2),
+        "trace_p99_runs_ms": [round(_percentile(g, 0.99), 2) for g in groups if g],
+        "ladder_runs_ms": [round(v, 2) for v in ladder_runs],
         "trace_p99_target_ms": TRACE_P99_TARGET_MS,
         "ladder_target_ms": LADDER_TARGET_MS,
     }

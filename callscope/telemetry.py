@@ -74,6 +74,18 @@ class Telemetry:
             ["group", "topic"],
             registry=r,
         )
+        self.processor_state = Gauge(
+            "callscope_processor_state_entries",
+            "Entries a correlating processor holds in memory (open legs, sessions, transactions, ...).",
+            ["processor"],
+            registry=r,
+        )
+        self.processor_pending = Gauge(
+            "callscope_processor_pending_rows",
+            "Rows a processor has produced that the store has not acknowledged yet.",
+            ["processor"],
+            registry=r,
+        )
         self.bus_buffered = Gauge(
             "callscope_bus_buffered_messages", "Messages held by a producer, not yet on the bus.", ["bus"], registry=r
         )

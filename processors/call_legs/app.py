@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,6 +146,7 @@ class CorrelatingShell:
                     if expired:
                         self._add(await self._filter_expired(expired))
                     next_expire = self._clock() + self._expire_interval
+                    self._report_state()
                 if (self._offsets or self._pending_count()) and (not records or self._due()):
                     await self._flush_and_commit()
             await self._flush_and_commit()
@@ -179,6 +180,20 @@ class CorrelatingShell:
 
     def _pending_count(self) -> int:
         return sum(len(p) for p in self._pending.values())
+
+    def _state_entries(self) -> int:
+        """Entries of in-memory state (the core's ``len``); subclasses with more state add theirs."""
+        core = getattr(self, "correlator", None)
+        if core is None:
+            core = getattr(self, "core", None)
+        return len(core) if isinstance(core, Sized) else 0
+
+    def _report_state(self) -> None:
+        """Set the state and pending-rows gauges (once per expire pass: ``len`` may walk dicts)."""
+        name = self.name
+        self._telemetry.processor_state.labels(name).set(self._state_entries())
+        pending = self._pending_count() + sum(s.pending_rows for s in self._sinks.values())
+        self._telemetry.processor_pending.labels(name).set(pending)
 
     def _due(self) -> bool:
         sc = self._store_config
@@ -257,6 +272,9 @@ class CallLegsProcessor(CorrelatingShell):
         self.correlator = LegCorrelator(self.legs_config)
         self._orphans: dict[str, int] = {}  # leg_id -> version at reload, until a message touches it
         self.trunks = TrunkCounter(trunks or {})
+
+    def _state_entries(self) -> int:
+        return len(self.correlator) + len(self._orphans)
 
     async def _reload(self) -> None:
         cfg = self.legs_config

@@ -177,6 +177,10 @@ class MediaQualityCore:
         self._codecs: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._srs: OrderedDict[str, OrderedDict[int, int]] = OrderedDict()
 
+    def __len__(self) -> int:
+        """Calls remembered (codec and SR times), the state the soak watches."""
+        return len(self._codecs) + len(self._srs)
+
     # -- SIP side -------------------------------------------------------------------------
 
     def feed_sip(self, env: SipEnvelope) -> list[QualityRow]:
