@@ -51,4 +51,5 @@ class MediaQualityProcessor(CorrelatingShell):
         return [("media_quality", r.id, r.values()) for r in rows]
 
     def _expire(self, now: datetime) -> list[PendingRow]:
+        self.core.expire()  # forgets idle calls' codecs and SR times; no row comes of it
         return []

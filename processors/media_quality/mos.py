@@ -35,7 +35,9 @@ Without the SR (lsr = 0, or the SR not seen: one-sided capture) 'rtt' is missing
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -163,23 +165,53 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 class MediaQualityLimits:
     calls_max: int = 100_000  # calls whose codec / SR times are remembered (oldest forgotten first)
     srs_per_call: int = 64  # SR times remembered per call
+    # A call neither SIP with SDP nor RTCP touched for this long is forgotten (rtpengine reports
+    # every ~5 s while media flows). Counted on the processor's clock, not the events' times.
+    idle_secs: float = 120.0
 
 
 class MediaQualityCore:
     """RTCP reports (and VQ PUBLISH bodies) in, ``media_quality`` rows out.
 
     Remembers per Call-ID the codec clock rate from SDP seen on ``callscope.sip``
-    and the capture time of each SR (by its LSR key) for RTT. Bounded (LRU).
+    and the capture time of each SR (by its LSR key) for RTT. Bounded by count (LRU,
+    ``calls_max``) and by idleness (:meth:`expire`, ``idle_secs``): a call that comes back
+    after being forgotten uses 8000 Hz and reports RTT as missing until its SDP or SR is seen again.
     """
 
-    def __init__(self, limits: MediaQualityLimits | None = None) -> None:
+    def __init__(self, limits: MediaQualityLimits | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits or MediaQualityLimits()
+        self._clock = clock
         self._codecs: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._srs: OrderedDict[str, OrderedDict[int, int]] = OrderedDict()
+        self._touched: OrderedDict[str, float] = OrderedDict()  # call -> last feed, oldest first
 
     def __len__(self) -> int:
         """Calls remembered (codec and SR times), the state the soak watches."""
         return len(self._codecs) + len(self._srs)
+
+    def expire(self) -> int:
+        """Forget the calls idle for ``idle_secs``; returns how many."""
+        deadline = self._clock() - self.limits.idle_secs
+        touched = self._touched
+        n = 0
+        while touched:
+            call_id, when = next(iter(touched.items()))
+            if when > deadline:
+                break
+            del touched[call_id]
+            self._codecs.pop(call_id, None)
+            self._srs.pop(call_id, None)
+            n += 1
+        return n
+
+    def _touch(self, call_id: str) -> None:
+        self._touched[call_id] = self._clock()
+        self._touched.move_to_end(call_id)
+        while len(self._touched) > self.limits.calls_max:
+            oldest, _ = self._touched.popitem(last=False)
+            self._codecs.pop(oldest, None)
+            self._srs.pop(oldest, None)
 
     # -- SIP side -------------------------------------------------------------------------
 
@@ -192,6 +224,7 @@ class MediaQualityCore:
                     name, _, rate = media.codecs[0].partition("/")
                     clock = int(rate.split("/", 1)[0]) if rate.split("/", 1)[0].isdigit() else DEFAULT_CLOCK_RATE
                     self._remember(self._codecs, b.call_id, (name, clock))
+                    self._touch(b.call_id)
                     break
         if b.vq_report and b.is_request and (b.method or "").upper() == "PUBLISH":
             row = self._vq(env, b.vq_report)
@@ -263,6 +296,8 @@ class MediaQualityCore:
         report = b.report
         call_id = b.correlation_id or env.key
         ts = micros(env.ts)
+        if call_id in self._touched or isinstance(report.get("sender_information"), dict):
+            self._touch(call_id)
         sender = report.get("sender_information")
         report_type = "SR" if isinstance(sender, dict) else "RR"
         if isinstance(sender, dict):

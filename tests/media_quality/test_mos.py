@@ -10,6 +10,7 @@ import pytest
 
 from processors.media_quality.mos import (
     MediaQualityCore,
+    MediaQualityLimits,
     delay_impairment,
     equipment_impairment,
     mos_from_r,
@@ -140,6 +141,34 @@ def test_wideband_codec_clock_rate_from_sdp() -> None:
     (row,) = core.feed_rtcp(rtcp_env()[1])
     assert row.clock_rate == 48000
     assert row.jitter_ms == pytest.approx(160 * 1000 / 48000, abs=0.001)
+
+
+def test_idle_calls_are_forgotten_while_reports_keep_a_call_remembered() -> None:
+    now = [0.0]
+    core = MediaQualityCore(MediaQualityLimits(idle_secs=120.0), clock=lambda: now[0])
+    core.feed_sip(Dialog(call_id=CALL).msg(0, "INVITE", codecs=["opus/48000/2"]))
+    core.feed_sip(Dialog(call_id="quiet-call").msg(0, "INVITE", codecs=["PCMA/8000"]))
+    sr, rr = rtcp_env()
+    now[0] = 100.0
+    core.feed_rtcp(sr)  # CALL's SR at t=100: CALL stays, the quiet call does not
+    now[0] = 150.0
+    assert core.expire() == 1
+    assert len(core) == 2  # CALL's codec and SR times
+    (row,) = core.feed_rtcp(rr)
+    assert (row.clock_rate, row.missing) == (48000, ())  # both remembered: RTT computed
+    now[0] = 150.0 + 120.0
+    assert core.expire() == 1
+    assert len(core) == 0
+    (row,) = core.feed_rtcp(rr)
+    assert (row.clock_rate, row.missing) == (8000, ("rtt",))  # forgotten: the default clock, RTT missing
+
+
+def test_the_count_bound_forgets_the_least_recently_fed_call() -> None:
+    core = MediaQualityCore(MediaQualityLimits(calls_max=2))
+    for call in ("a", "b", "c"):
+        core.feed_sip(Dialog(call_id=call).msg(0, "INVITE", codecs=["PCMA/8000"]))
+    assert len(core) == 2
+    assert core.expire() == 0
 
 
 def _corpus_json(path: Path) -> dict[str, Any]:
