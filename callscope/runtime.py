@@ -137,7 +137,9 @@ class Runtime:
                     tasks.append(asyncio.create_task(proc.run(processor_stop), name=proc.name))
                     self.started.components.append(f"processor:{proc.name}")
                     await _wait_ready(proc.ready, tasks[-1])
-                    tasks.append(asyncio.create_task(self._report_lag(proc.group, processor_stop), name="lag"))
+                    # Lag of the topics the group reads: a topic it never commits would count as all lag.
+                    topics = tuple(getattr(proc, "topics", ALL_TOPICS))
+                    tasks.append(asyncio.create_task(self._report_lag(proc.group, topics, processor_stop), name="lag"))
 
             if self.wants_collectors:
                 from collectors.registry import build_collectors
@@ -194,13 +196,13 @@ class Runtime:
             if isinstance(res, BaseException) and not isinstance(res, asyncio.CancelledError):
                 self.log.error("component failed", component=task.get_name(), error=repr(res))
 
-    async def _report_lag(self, group: str, stop: asyncio.Event) -> None:
-        """Measure the processors' consumer lag now and then; the bus sets callscope_bus_lag_messages."""
+    async def _report_lag(self, group: str, topics: tuple[str, ...], stop: asyncio.Event) -> None:
+        """Measure a processor group's lag on ``topics`` now and then; the bus sets callscope_bus_lag_messages."""
         assert self.bus is not None
         interval = self.settings.processors.lag_report_secs
         while not stop.is_set():
             try:
-                await self.bus.lag(group, ALL_TOPICS)
+                await self.bus.lag(group, topics)
             except Exception as exc:  # a failed measurement must not stop the pipeline
                 self.telemetry.errors.labels("runtime", "lag").inc()
                 self.log.warning("lag measurement failed", error=str(exc))

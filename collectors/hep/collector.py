@@ -5,7 +5,8 @@
   A full queue drops the packet and counts it (``events_dropped{reason="queue_full"}``).
 - TCP: an asyncio server on the same address (the OS-given UDP port is reused when the
   port is 0); streams are framed by the HEP3 length. A connection that sends bytes that
-  are not HEP3 is counted, dead-lettered (its first bytes) and closed. TCP waits for room
+  are not HEP3 is counted, dead-lettered (its first bytes) and closed; one that ends inside
+  a packet has that partial packet decoded, so it is dead-lettered too. TCP waits for room
   in the queue instead of dropping (the sender's window is the backpressure).
 - One consumer coroutine drains the queue in batches: decode, auth key check (constant
   time), keep-alives skipped, :func:`collectors.hep.events.envelope_from_hep`, then
@@ -14,6 +15,15 @@
 Delivery: at-most-once from the wire (UDP has no retry); once a packet is in the queue it
 is published or counted, and ``run`` returns only after the queue is drained and the
 producer flushed.
+
+Bus outage budget: while the bus takes nothing (Kafka away), UDP intake goes on. Packets
+wait first in the producer's buffer (``bus.kafka.buffer_max_messages``), then in this
+collector's queue (``collectors.hep.queue_max_packets``), and up to one batch in hand
+(``batch_max_messages``); that sum is how many packets an outage may hold without loss
+(302,000 by default: five minutes at 1,000 packets/s). Past
+it, UDP packets are dropped, counted (``callscope_events_dropped_total{component="hep",
+reason="queue_full"}``) and logged every second while it lasts; TCP senders are slowed
+by their window instead.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ _DEADLETTER_HEAD = 256  # bytes of a bad TCP stream kept in its dead-letter reco
 _BIND_ATTEMPTS = 20
 _TCP_READ = 65536
 _TCP_GRACE_SECS = 0.5  # at stop, open TCP connections may finish for this long before they are cut
+_DROP_REPORT_SECS = 1.0  # UDP drops on a full queue are counted and logged this often
 
 _METRICS: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
 
@@ -117,6 +128,7 @@ class HepCollector:
         self._loop = asyncio.get_running_loop()
         await self._bind()
         consumer = asyncio.create_task(self._consume(), name="hep-consumer")
+        drops = asyncio.create_task(self._report_udp_drops(), name="hep-drops")
         self._running = True
         self.telemetry.component_up.labels(COMPONENT).set(1)
         self.log.info("listening", listen=self.describe(), rcvbuf=self.rcvbuf)
@@ -135,6 +147,10 @@ class HepCollector:
             self._room.set()
             if not consumer.done():
                 await consumer
+            drops.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drops
+            self._log_udp_drops(self._publish_udp_drops(), 0)
             await self.producer.flush()
             self._running = False
             self.log.info("stopped")
@@ -229,20 +245,19 @@ class HepCollector:
         assert task is not None
         self._conns.add(task)
         buf = bytearray()
+        bad = False
         peer = writer.get_extra_info("peername")
         try:
             while True:
                 chunk = await reader.read(_TCP_READ)
                 if not chunk:
-                    if buf:
-                        self._packets.labels("tcp", "truncated").inc()
-                        self.telemetry.errors.labels(COMPONENT, "tcp_truncated").inc()
                     return
                 buf += chunk
                 while True:  # frame_stream hands out the good packets before it raises for what follows
                     try:
                         packets = frame_stream(buf)
                     except HepError as exc:
+                        bad = True
                         await self._bad_stream(exc, bytes(buf[:_DEADLETTER_HEAD]), peer)
                         return
                     if not packets:
@@ -252,9 +267,22 @@ class HepCollector:
             self.telemetry.errors.labels(COMPONENT, "tcp_reset").inc()
         finally:
             self._conns.discard(task)
+            if buf and not bad:
+                self._partial_packet(bytes(buf))
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
+
+    def _partial_packet(self, data: bytes) -> None:
+        """A connection ended (closed, reset, or cut at stop) inside a packet: decode what arrived of it.
+
+        The decoder refuses it (a HEP3 header declaring more bytes than arrived: ``length`` or
+        ``chunk``), so it is counted and dead-lettered like a malformed UDP packet. One packet per
+        connection, queued past ``queue_max_packets`` if need be: it is never dropped.
+        """
+        self.telemetry.errors.labels(COMPONENT, "tcp_truncated").inc()
+        self._queue.append((data, time.time_ns() // 1000, "tcp"))
+        self._wake.set()
 
     async def _enqueue_tcp(self, packets: list[bytes]) -> None:
         limit = self.config.queue_max_packets
@@ -292,7 +320,6 @@ class HepCollector:
         pending = 0
         oldest = 0.0
         while True:
-            self._publish_udp_drops()
             if not queue:
                 if pending:
                     pending = await self._publish(out)
@@ -366,13 +393,45 @@ class HepCollector:
         self._packets.labels(transport, reason).inc()
         self.telemetry.events_dropped.labels(COMPONENT, reason).inc()
 
-    def _publish_udp_drops(self) -> None:
-        # Only the receive thread writes _queue_full_udp, only this coroutine _queue_full_published.
+    def _publish_udp_drops(self) -> int:
+        """Count the datagrams the receive thread dropped on a full queue since the last call; returns them."""
+        # Only the receive thread writes _queue_full_udp; only the event loop reads it and
+        # writes _queue_full_published.
         n = self._queue_full_udp - self._queue_full_published
         if n:
             self._queue_full_published += n
             self._packets.labels("udp", "queue_full").inc(n)
             self.telemetry.events_dropped.labels(COMPONENT, "queue_full").inc(n)
+        return n
+
+    def _log_udp_drops(self, dropped: int, episode: int) -> None:
+        if dropped:
+            self.log.warning(
+                "hep queue full, udp packets dropped",
+                dropped=dropped,
+                dropped_in_episode=episode + dropped,
+                queue_max_packets=self.config.queue_max_packets,
+                bus_buffered=getattr(self.producer, "buffered", None),
+            )
+
+    async def _report_udp_drops(self) -> None:
+        """Count and log UDP drops once a second, also while the consumer waits for the bus.
+
+        The consumer waits in ``send_many`` while the bus takes nothing (a Kafka outage past the
+        producer's ``buffer_max_messages``); the queue then fills to ``queue_max_packets`` and the
+        receive thread drops what arrives. Those drops show while they happen: one warning per
+        second with the count, and one line when the drops stop.
+        """
+        episode = 0
+        while True:
+            await asyncio.sleep(_DROP_REPORT_SECS)
+            n = self._publish_udp_drops()
+            if n:
+                self._log_udp_drops(n, episode)
+                episode += n
+            elif episode:
+                self.log.warning("hep queue has room again", dropped_in_episode=episode)
+                episode = 0
 
     async def _publish(self, out: dict[str, list[tuple[bytes | None, bytes]]]) -> int:
         for topic, items in list(out.items()):

@@ -6,7 +6,9 @@ packs the buffer into record batches per partition (Kafka's murmur2 key partitio
 and hands them to an idempotent aiokafka producer (``acks=all``). A batch the broker
 did not acknowledge goes back to the head of the buffer, the producer is rebuilt (a new
 producer id, so stale sequence numbers cannot wedge it) and delivery resumes after a
-capped exponential backoff: while Kafka is away the buffer fills, then ``send`` waits.
+capped exponential backoff: while Kafka is away the buffer fills (the
+``callscope_bus_buffered_messages`` gauge shows it), then ``send`` waits and one warning
+says so.
 Nothing is dropped on purpose; messages still buffered when ``close`` is cancelled are
 counted in ``callscope_events_dropped_total{component="bus.kafka"}``.
 

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from callscope.bus.base import Bus, TopicPartition
 from callscope.bus.kafka.consumer import KafkaConsumer
 from callscope.bus.kafka.limits import COMPONENT, TOPIC_ALREADY_EXISTS
+from callscope.bus.kafka.logs import throttle_aiokafka_logs
 from callscope.bus.kafka.producer import KafkaProducer
 from callscope.settings import KafkaConfig
 from callscope.telemetry import Telemetry
@@ -37,6 +38,7 @@ class KafkaBus(Bus):
         self.config = config
         self.telemetry = telemetry
         self.log = telemetry.logger(COMPONENT, bootstrap=config.bootstrap_servers)
+        throttle_aiokafka_logs()  # an outage would otherwise bury the log under aiokafka's retries
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: AIOKafkaConsumer | None = None
         self._producers: list[KafkaProducer] = []

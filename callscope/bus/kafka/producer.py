@@ -58,6 +58,7 @@ class KafkaProducer(Producer):
         self._failed: list[_Message] = []
         self._failed_error: BaseException | None = None
         self._fatal: BaseException | None = None  # a bug in the delivery task; never a Kafka outage
+        self._full_since = 0.0  # monotonic time send_many first waited for room in this episode; 0: not full
 
     @property
     def buffered(self) -> int:
@@ -102,11 +103,24 @@ class KafkaProducer(Producer):
                 self._wake.set()
                 self._ensure_task()
                 self._bus.update_buffered_gauge()
+                if not self._full_since:
+                    self._full_since = time.monotonic()
+                    self._log.warning(
+                        "kafka producer buffer full, senders wait", buffered=self._buffered, buffer_max_messages=limit
+                    )
                 await self._space.wait()
                 self._check_usable()
             self._queue.append(_Message(next(self._seq), topic, key, value, now_ms))
             self._buffered += 1
             self._empty.clear()
+        if self._full_since:
+            self._log.info(
+                "kafka producer buffer has room again", waited_secs=round(time.monotonic() - self._full_since, 3)
+            )
+            self._full_since = 0.0
+        # One gauge update per call: while Kafka is away the delivery task sits in aiokafka's
+        # send_batch and would not refresh it, so the backlog would not show where it builds up.
+        self._bus.update_buffered_gauge()
         self._wake.set()
         self._ensure_task()
 
