@@ -38,7 +38,7 @@ FULL: dict[str, Any] = {
     "tail_lines": 300_000,
     "sink_rows": 300_000,
     "fuzz_inputs": 10_000_000,
-    "options_rate": 2000,
+    "options_rate": 2500,  # offered above the 2,000/s target, so the figure can show it is met
     "options_secs": 10.0,
     "e2e_messages": 100_000,
     "e2e_embedded_rate": 30_000.0,
@@ -208,6 +208,9 @@ def b_fuzz(s: dict[str, Any], _runs: int, _bootstrap: str | None) -> Result:
     }
 
 
+PROBES_TARGET = 2000  # issue 5: one process probes 2,000 targets per second
+
+
 def b_options(s: dict[str, Any], runs: int, _bootstrap: str | None) -> Result:
     from bench import options_probe
 
@@ -219,7 +222,7 @@ def b_options(s: dict[str, Any], runs: int, _bootstrap: str | None) -> Result:
     size = f"{rate:,}/s offered for {secs:g} s/run over UDP"
     return {
         "figures": {
-            "probes_per_sec": from_values(probes, unit="probe/s", target=rate, op=">=", size=size),
+            "probes_per_sec": from_values(probes, unit="probe/s", target=PROBES_TARGET, op=">=", size=size),
             "options_rtt_overhead_ms": from_values(
                 overhead, unit="ms", target=1.0, op="<=", size=f"{size}; prober median RTT - bare ping-pong median"
             ),

@@ -80,7 +80,8 @@ def timestamp_us(fields: Mapping[str, str]) -> int | None:
         if value is None:
             return None
     sec, _, frac = value.strip().partition(".")
-    if not sec.isdigit() or (frac and not frac.isdigit()) or len(sec) > 10:
+    # isascii: str.isdigit() also accepts digits int() refuses (superscripts)
+    if not (sec.isascii() and sec.isdigit()) or (frac and not (frac.isascii() and frac.isdigit())) or len(sec) > 10:
         return None
     seconds = int(sec)
     if not _MIN_TS <= seconds < _MAX_TS:

@@ -227,6 +227,8 @@ def _parse_idb_options(order: str, linktype: int, opts: bytes) -> _Interface:
         pos += 4 + ((length + 3) & ~3)
         if code == 0:
             break
+        if len(value) < length:
+            raise PcapError(f"interface option {code} runs past its block", reason="corrupt")
         if code == 9 and length >= 1:  # if_tsresol
             res = value[0]
             iface.units_per_sec = (2 ** (res & 0x7F)) if res & 0x80 else 10 ** (res & 0x7F)

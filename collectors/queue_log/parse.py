@@ -16,7 +16,7 @@ Body: :class:`schemas.bodies.QueueLogBody` (callid, queue, agent, event, data). 
 
 Errors (:class:`~schemas.errors.DecodeError`, reason): ``fields`` (fewer than five fields,
 or more than 16 data fields), ``event`` (empty, or longer than 64 characters), ``time``
-(a first field that is neither an epoch nor a date).
+(a first field that is neither an epoch nor a date, or an epoch of more than 12 digits).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class QueueLogParser:
         parts = line.split("|")
         first = parts[0]
         if first.isascii() and first.isdigit():
+            if len(first) > 12:  # past year 9999, and int() refuses over 4300 digits
+                raise DecodeError(f"epoch {first[:24]}... is out of range", reason="time")
             ts_us: int | None = int(first) * 1_000_000
         else:
             stripped = first.strip()
