@@ -22,10 +22,17 @@ Asterisk calls of the Call-ID (or of an Asterisk linkedid/uniqueid given as the
 Call-ID) and links the SIP Call-IDs of their channels; :func:`load_asterisk_events`
 reads their AMI/CEL events. Another part of a trace (a queue session) is one more
 function appended to a list and a field of :class:`Trace`.
+
+Queries per trace: every query costs the embedded engine a few milliseconds even on an
+empty table, so a trace first asks ``system.tables`` which of its tables hold no row
+(:func:`empty_tables`, one lookup) and skips those queries (no Asterisk, RTCP or log
+sources: no Asterisk, media or log queries), and the Asterisk linker reuses the
+``call_links`` rows read for the links instead of reading them again.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +40,7 @@ from typing import Any, Literal
 
 from api.context import QueryStore
 from api.queue_queries import sessions_for_callids
-from api.trace_asterisk import AsteriskSide, find_asterisk, load_events
+from api.trace_asterisk import SIDE_TABLES, AsteriskSide, find_asterisk, load_events
 from schemas.tables import COLUMNS
 
 # Every stored column of a leg but the processor's internal restart state.
@@ -62,6 +69,49 @@ _FINAL_SETTINGS = " SETTINGS do_not_merge_across_partitions_select_final = 1, ma
 def _query(store: QueryStore, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     """Run a query over FINAL tables, merging per partition (see the module)."""
     return store.query(sql + _FINAL_SETTINGS, params)
+
+
+# Every table a trace reads, for :func:`empty_tables`.
+TRACE_TABLES = (
+    "call_links",
+    "call_legs",
+    "sip_messages",
+    "media_quality",
+    "logs",
+    *sorted(SIDE_TABLES),
+    "ami_events",
+    "cel",
+    "queue_sessions",
+)
+
+
+# Per store, the trace tables seen holding rows: a table that had rows is queried from then on without
+# asking again (were it emptied later, the query would only find nothing, as it should).
+_FILLED: weakref.WeakKeyDictionary[QueryStore, set[str]] = weakref.WeakKeyDictionary()
+
+
+def empty_tables(store: QueryStore, tables: tuple[str, ...] = TRACE_TABLES) -> frozenset[str]:
+    """The ``tables`` that hold no row at all, in one lookup of ``system.tables``.
+
+    A trace skips the queries of these (an installation without Asterisk, RTCP or logs
+    pays nothing for those sections). Only a count of exactly 0 counts as empty: a table
+    whose size the engine cannot tell (a Distributed table reports NULL) is queried.
+    Once every table has been seen with rows, the lookup is no longer made for ``store``.
+    """
+    try:
+        filled = _FILLED.setdefault(store, set())
+    except TypeError:  # a store that takes no weak reference: ask every time
+        filled = set()
+    unknown = [t for t in tables if t not in filled]
+    if not unknown:
+        return frozenset()
+    rows = store.query(
+        "SELECT name, total_rows FROM system.tables "
+        "WHERE database = currentDatabase() AND name IN {names:Array(String)}",
+        {"names": unknown},
+    )
+    filled.update(str(r["name"]) for r in rows if r["total_rows"])
+    return frozenset(str(r["name"]) for r in rows if r["total_rows"] == 0)
 
 
 @dataclass(frozen=True)
@@ -157,6 +207,10 @@ class Trace:
     logs: list[dict[str, Any]] = field(default_factory=list)
     asterisk: AsteriskSide = field(default_factory=AsteriskSide)
     queue_sessions: list[dict[str, Any]] = field(default_factory=list)
+    # How it was loaded, for the sections: tables known to hold no row, and the values of the
+    # Call-ID's own ``asterisk`` link rows when ``call_links`` was read already (None: not read).
+    empty: frozenset[str] = field(default=frozenset(), repr=False)
+    asterisk_values: list[str] | None = field(default=None, repr=False)
 
     @property
     def call_ids(self) -> list[str]:
@@ -181,20 +235,22 @@ def link_asterisk(store: QueryStore, trace: Trace) -> None:
     """The Asterisk calls of the Call-ID (by its SIP Call-ID link rows, or as a linkedid/uniqueid) and the
     SIP Call-IDs of their channels, added as links with via ``asterisk``."""
     linked = sorted({link["linked_call_id"] for link in trace.links if link["linked_call_id"]} - {trace.call_id})
-    trace.asterisk = find_asterisk(store, trace.call_id, linked[:MAX_LINKED_CALLS])
+    trace.asterisk = find_asterisk(
+        store, trace.call_id, linked[:MAX_LINKED_CALLS], own_values=trace.asterisk_values, empty=trace.empty
+    )
     known = {(link["linked_call_id"], link["via"]) for link in trace.links}
     trace.links.extend(link for link in trace.asterisk.links if (link["linked_call_id"], link["via"]) not in known)
 
 
 def load_asterisk_events(store: QueryStore, trace: Trace) -> None:
     """The AMI and CEL events of the trace's Asterisk calls."""
-    load_events(store, trace.asterisk)
+    load_events(store, trace.asterisk, empty=trace.empty)
 
 
 def load_queue_sessions(store: QueryStore, trace: Trace) -> None:
     """The queue sessions of the trace's Asterisk channels (caller uniqueid, linkedid or answering agent)."""
     ids = [*trace.asterisk.uniqueids, *trace.asterisk.linkedids]
-    if ids:
+    if ids and "queue_sessions" not in trace.empty:
         trace.queue_sessions = sessions_for_callids(store, ids)
 
 
@@ -202,16 +258,25 @@ LINKERS: list[TraceSection] = [link_asterisk]
 SECTIONS: list[TraceSection] = [load_asterisk_events, load_queue_sessions]
 
 
-def find_links(store: QueryStore, call_id: str, legs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Calls linked to ``call_id``, one hop: direct ``call_links`` rows, shared values, and the legs' own ids.
-
-    Returns ``{"linked_call_id", "via", "value", "ts"}`` rows, at most one per (linked call, via).
-    """
-    rows = _query(
+def link_rows(store: QueryStore, call_id: str) -> list[dict[str, Any]]:
+    """The ``call_links`` rows of ``call_id``: ``{"linked_call_id", "via", "value", "ts"}``."""
+    return _query(
         store,
         "SELECT linked_call_id, via, value, ts FROM call_links FINAL WHERE call_id = {cid:String}",
         {"cid": call_id},
     )
+
+
+def find_links(
+    store: QueryStore, call_id: str, legs: list[dict[str, Any]], rows: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Calls linked to ``call_id``, one hop: direct ``call_links`` rows, shared values, and the legs' own ids.
+
+    ``rows``: the Call-ID's :func:`link_rows` when read already. Returns
+    ``{"linked_call_id", "via", "value", "ts"}`` rows, at most one per (linked call, via).
+    """
+    if rows is None:
+        rows = link_rows(store, call_id)
     links = [r for r in rows if r["linked_call_id"]]
     carried = [r for r in rows if not r["linked_call_id"] and r["value"]]
     if carried:
@@ -259,16 +324,22 @@ def load_trace(
     more query (a processor that wrote the leg before its links). The :data:`SECTIONS`
     come last.
     """
-    trace = Trace(call_id=call_id)
-    trace.links = find_links(store, call_id, [])
+    trace = Trace(call_id=call_id, empty=empty_tables(store))
+    rows = [] if "call_links" in trace.empty else link_rows(store, call_id)
+    trace.asterisk_values = [str(r["value"]) for r in rows if r["via"] == "asterisk"]
+    trace.links = find_links(store, call_id, [], rows)
     for linker in LINKERS if linkers is None else linkers:
         linker(store, trace)
     linked = sorted({link["linked_call_id"] for link in trace.links} - {call_id})[:MAX_LINKED_CALLS]
-    legs = _query(
-        store,
-        f"SELECT {_LEGS} FROM call_legs FINAL WHERE call_id IN {{ids:Array(String)}} "  # noqa: S608 - fixed columns
-        "ORDER BY started_at, leg_id LIMIT {limit:UInt32}",
-        {"ids": [call_id, *linked], "limit": MAX_LINKED_CALLS * 4},
+    legs = (
+        []
+        if "call_legs" in trace.empty
+        else _query(
+            store,
+            f"SELECT {_LEGS} FROM call_legs FINAL WHERE call_id IN {{ids:Array(String)}} "  # noqa: S608 - fixed columns
+            "ORDER BY started_at, leg_id LIMIT {limit:UInt32}",
+            {"ids": [call_id, *linked], "limit": MAX_LINKED_CALLS * 4},
+        )
     )
     trace.legs = [leg for leg in legs if leg["call_id"] == call_id]
     trace.linked_legs = [leg for leg in legs if leg["call_id"] != call_id]
@@ -289,22 +360,30 @@ def load_trace(
         )
         trace.linked_legs.extend(more)
     ids = trace.call_ids
-    messages = _query(
-        store,
-        f"SELECT {MESSAGE_COLUMNS} FROM sip_messages FINAL WHERE call_id IN {{ids:Array(String)}} "  # noqa: S608
-        "ORDER BY ts, id LIMIT {limit:UInt32}",
-        {"ids": ids, "limit": max_messages + 1},
+    messages = (
+        []
+        if "sip_messages" in trace.empty
+        else _query(
+            store,
+            f"SELECT {MESSAGE_COLUMNS} FROM sip_messages FINAL WHERE call_id IN {{ids:Array(String)}} "  # noqa: S608
+            "ORDER BY ts, id LIMIT {limit:UInt32}",
+            {"ids": ids, "limit": max_messages + 1},
+        )
     )
     trace.messages_truncated = len(messages) > max_messages
     trace.messages = messages[:max_messages]
-    trace.media_quality = _query(
-        store,
-        f"SELECT {MEDIA_COLUMNS} FROM media_quality FINAL "  # noqa: S608
-        "WHERE call_id IN {ids:Array(String)} OR correlation_id IN {ids:Array(String)} "
-        "ORDER BY ts, id LIMIT {limit:UInt32}",
-        {"ids": ids, "limit": MAX_MEDIA},
+    trace.media_quality = (
+        []
+        if "media_quality" in trace.empty
+        else _query(
+            store,
+            f"SELECT {MEDIA_COLUMNS} FROM media_quality FINAL "  # noqa: S608
+            "WHERE call_id IN {ids:Array(String)} OR correlation_id IN {ids:Array(String)} "
+            "ORDER BY ts, id LIMIT {limit:UInt32}",
+            {"ids": ids, "limit": MAX_MEDIA},
+        )
     )
-    if with_logs:
+    if with_logs and "logs" not in trace.empty:
         trace.logs = _query(
             store,
             "SELECT id, node, ts, level, message, correlation_id, call_id FROM logs FINAL "

@@ -73,20 +73,40 @@ class AsteriskSide:
         return sorted({leg["uniqueid"] for leg in self.legs})
 
 
-def find_asterisk(store: QueryStore, call_id: str, sip_call_ids: list[str] | None = None) -> AsteriskSide:
+# The tables an Asterisk side is read from: when all of them are empty there is none to find.
+SIDE_TABLES = frozenset({"asterisk_legs", "asterisk_calls", "asterisk_transfers"})
+
+
+def find_asterisk(
+    store: QueryStore,
+    call_id: str,
+    sip_call_ids: list[str] | None = None,
+    *,
+    own_values: list[str] | None = None,
+    empty: frozenset[str] = frozenset(),
+) -> AsteriskSide:
     """The Asterisk calls tied to ``call_id``: by its SIP Call-ID link rows, or as a linkedid/uniqueid.
 
     ``sip_call_ids``: more SIP Call-IDs of the trace (linked calls) whose Asterisk side counts too.
+    ``own_values``: the ``value`` of ``call_id``'s own ``asterisk`` link rows when the caller has read
+    them already (then only the other Call-IDs' rows are looked up). ``empty``: tables known to hold
+    no row (their lookups are skipped).
     """
-    ids = [call_id, *(sip_call_ids or [])]
     side = AsteriskSide()
-    # No FINAL: a link row is inserted once per (Call-ID, value) and replays only repeat it.
-    values = store.query(
-        "SELECT value FROM call_links WHERE call_id IN {ids:Array(String)} AND via = 'asterisk' LIMIT {limit:UInt32}",
-        {"ids": ids, "limit": MAX_CALLS * 4},
-    )
+    if empty >= SIDE_TABLES:
+        return side
+    ids = [call_id, *(sip_call_ids or [])] if own_values is None else list(sip_call_ids or [])
+    found = set(own_values or ())
+    if ids and "call_links" not in empty:
+        # No FINAL: a link row is inserted once per (Call-ID, value) and replays only repeat it.
+        values = store.query(
+            "SELECT value FROM call_links WHERE call_id IN {ids:Array(String)} AND via = 'asterisk' "
+            "LIMIT {limit:UInt32}",
+            {"ids": ids, "limit": MAX_CALLS * 4},
+        )
+        found.update(str(row["value"]) for row in values)
     wanted: dict[str, set[str]] = {}  # linkedid -> nodes ('' = any)
-    for value in sorted({str(row["value"]) for row in values}):
+    for value in sorted(found):
         linkedid, node = split_value(value)
         wanted.setdefault(linkedid, set()).add(node)
     if ASTERISK_ID.match(call_id):
@@ -147,8 +167,13 @@ def _wanted(wanted: dict[str, set[str]], linkedids: list[str], node: str) -> boo
     return False
 
 
-def load_events(store: QueryStore, side: AsteriskSide, *, max_events: int = MAX_EVENTS) -> None:
-    """The AMI and CEL events of the side's calls (``side.events``, time order, at most ``max_events``)."""
+def load_events(
+    store: QueryStore, side: AsteriskSide, *, max_events: int = MAX_EVENTS, empty: frozenset[str] = frozenset()
+) -> None:
+    """The AMI and CEL events of the side's calls (``side.events``, time order, at most ``max_events``).
+
+    ``empty``: tables known to hold no row (``ami_events``, ``cel``), not queried.
+    """
     if not side.legs and not side.calls:
         return
     starts = [leg["started_at"] for leg in side.legs] + [c["started_at"] for c in side.calls]
@@ -164,22 +189,30 @@ def load_events(store: QueryStore, side: AsteriskSide, *, max_events: int = MAX_
         "until": until,
         "limit": max_events + 1,
     }
-    ami = _query(
-        store,
-        "SELECT id, node, ts, event, linkedid, uniqueid, channel, body FROM ami_events FINAL"
-        " WHERE ts >= {since:DateTime64(6, 'UTC')} AND ts <= {until:DateTime64(6, 'UTC')}"
-        " AND (linkedid IN {lids:Array(String)}"
-        " OR (linkedid = '' AND (uniqueid IN {uids:Array(String)} OR id IN {ids:Array(String)})))"
-        " ORDER BY ts, id LIMIT {limit:UInt32}",
-        params,
+    ami = (
+        []
+        if "ami_events" in empty
+        else _query(
+            store,
+            "SELECT id, node, ts, event, linkedid, uniqueid, channel, body FROM ami_events FINAL"
+            " WHERE ts >= {since:DateTime64(6, 'UTC')} AND ts <= {until:DateTime64(6, 'UTC')}"
+            " AND (linkedid IN {lids:Array(String)}"
+            " OR (linkedid = '' AND (uniqueid IN {uids:Array(String)} OR id IN {ids:Array(String)})))"
+            " ORDER BY ts, id LIMIT {limit:UInt32}",
+            params,
+        )
     )
-    cel = _query(
-        store,
-        "SELECT id, node, ts, eventtype AS event, linkedid, uniqueid, channame AS channel, body FROM cel FINAL"
-        " WHERE ts >= {since:DateTime64(6, 'UTC')} AND ts <= {until:DateTime64(6, 'UTC')}"
-        " AND (linkedid IN {lids:Array(String)} OR uniqueid IN {uids:Array(String)})"
-        " ORDER BY ts, id LIMIT {limit:UInt32}",
-        params,
+    cel = (
+        []
+        if "cel" in empty
+        else _query(
+            store,
+            "SELECT id, node, ts, eventtype AS event, linkedid, uniqueid, channame AS channel, body FROM cel FINAL"
+            " WHERE ts >= {since:DateTime64(6, 'UTC')} AND ts <= {until:DateTime64(6, 'UTC')}"
+            " AND (linkedid IN {lids:Array(String)} OR uniqueid IN {uids:Array(String)})"
+            " ORDER BY ts, id LIMIT {limit:UInt32}",
+            params,
+        )
     )
     events = [_event("ami", row) for row in ami] + [_event("cel", row) for row in cel]
     events.sort(key=lambda e: (e["ts"], e["source"], e["id"]))

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from callscope.bus.base import Bus, Consumer, TopicPartition
+from callscope.bus.envelopes import SHARED, EnvelopeCache
 from callscope.settings import ProcessorConfig, StoreConfig
 from callscope.store.client import Store
 from callscope.store.sink import BatchSink
@@ -38,7 +39,7 @@ from callscope.telemetry import Telemetry
 from processors.call_legs.config import CallLegsConfig
 from processors.call_legs.correlator import FINAL_STATES, LIVE_STATES, LegCorrelator, LegRow, LinkRow, Output
 from processors.call_legs.trunks import TrunkCounter
-from schemas.envelope import ENVELOPE_ADAPTER, Envelope, SipEnvelope
+from schemas.envelope import Envelope, SipEnvelope
 from schemas.errors import BusError
 from schemas.topics import topic_for
 
@@ -61,6 +62,8 @@ class CorrelatingShell:
     name = "shell"
     topics: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
+    # Where records are decoded: shared by the processors of the process (callscope.bus.envelopes).
+    envelopes: EnvelopeCache = SHARED
 
     def __init__(
         self,
@@ -134,11 +137,15 @@ class CorrelatingShell:
                     timeout_ms=self._config.poll_timeout_ms, max_records=self._config.poll_max_records
                 )
                 last: dict[tuple[str, int], int] = {}  # one TopicPartition per batch, not per record
+                received: dict[str, int] = {}  # the received counters move once per batch and topic
                 for rec in records:
                     self._handle(rec.topic, rec.value)
                     last[rec.topic, rec.partition] = rec.offset
+                    received[rec.topic] = received.get(rec.topic, 0) + 1
                 for (topic, partition), offset in last.items():
                     self._offsets[TopicPartition(topic, partition)] = offset + 1
+                for topic, count in received.items():
+                    self._count_received(topic, count)
                 if records:
                     self._telemetry.last_event_ts.labels(self.name).set(time.time())
                 if self._clock() >= next_expire:
@@ -155,17 +162,20 @@ class CorrelatingShell:
             await self._consumer.close()
             self._log.info("processor stopped", group=self.group)
 
-    def _handle(self, topic: str, value: bytes) -> None:
+    def _count_received(self, topic: str, count: int) -> None:
         received = self._received.get(topic)
         if received is None:
             received = self._received[topic] = self._telemetry.events_received.labels(
                 self.name, topic.rsplit(".", 1)[-1]
             )
-        received.inc()
+        received.inc(count)
+
+    def _handle(self, topic: str, value: bytes) -> None:
+        """One record (counted by the caller, :meth:`run`, per batch)."""
         try:
             if not self._wants(topic, value):
                 return
-            env = ENVELOPE_ADAPTER.validate_json(value)
+            env = self.envelopes.decode(value)
         except ValueError:
             # The events processor dead-letters it; here it is only counted.
             self._telemetry.errors.labels(self.name, "envelope").inc()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from callscope.bus.base import Bus, Consumer, Producer, TopicPartition
+from callscope.bus.envelopes import SHARED, EnvelopeCache
 from callscope.settings import ProcessorConfig, StoreConfig
 from callscope.store.client import Store
 from callscope.store.sink import BatchSink
@@ -30,6 +31,8 @@ class EventsProcessor:
     """Stores every envelope in its raw table and every dead letter in ``deadletters``."""
 
     name = NAME
+    # Where records are decoded: shared by the processors of the process (callscope.bus.envelopes).
+    envelopes: EnvelopeCache = SHARED
 
     def __init__(
         self,
@@ -80,11 +83,17 @@ class EventsProcessor:
                     timeout_ms=self._config.poll_timeout_ms, max_records=self._config.poll_max_records
                 )
                 last: dict[tuple[str, int], int] = {}  # one TopicPartition per batch, not per record
+                received: dict[str, int] = {}  # the received counters move once per batch and topic
                 for rec in records:
-                    await self._handle(rec.topic, rec.value, rec.key)
+                    rejected = self._add_record(rec.topic, rec.value)
+                    if rejected is not None:
+                        await self._dead_letter(rec.topic, rec.value, rec.key, rejected)
                     last[rec.topic, rec.partition] = rec.offset
+                    received[rec.topic] = received.get(rec.topic, 0) + 1
                 for (topic, partition), offset in last.items():
                     self._offsets[TopicPartition(topic, partition)] = offset + 1
+                for topic, count in received.items():
+                    self._count_received(topic, count)
                 if records:
                     self._mark_sources(time.time())
                 if self._offsets and (not records or any(s.due() for s in self._sinks.values())):
@@ -96,27 +105,33 @@ class EventsProcessor:
             await self._consumer.close()
             self._log.info("processor stopped", group=self.group)
 
-    async def _handle(self, topic: str, value: bytes, key: bytes | None) -> None:
+    def _count_received(self, topic: str, count: int) -> None:
         received = self._received.get(topic)
         if received is None:
             received = self._received[topic] = self._telemetry.events_received.labels(NAME, topic.rsplit(".", 1)[-1])
-        received.inc()
-        out = route(topic, value)
+        received.inc(count)
+
+    def _add_record(self, topic: str, value: bytes) -> Rejected | None:
+        """Add one record's row to its table's sink; the reason when it belongs on the dead-letter topic."""
+        out = route(topic, value, self.envelopes)
         if isinstance(out, Rejected):
-            self._telemetry.deadletters.labels(NAME, out.reason).inc()
-            self._log.warning("envelope rejected", topic=topic, reason=out.reason, detail=out.detail[:200])
-            assert self._producer is not None
-            await self._producer.send(
-                DEADLETTER,
-                deadletter_record(
-                    component=NAME, reason=out.reason, detail=out.detail, raw=value, node=self._node, source_topic=topic
-                ),
-                key,
-            )
-            return
+            return out
         self._sink(out.table).add(out.values, len(value))
         if out.node:
             self._batch_sources.add((out.node, topic.rsplit(".", 1)[-1]))
+        return None
+
+    async def _dead_letter(self, topic: str, value: bytes, key: bytes | None, out: Rejected) -> None:
+        self._telemetry.deadletters.labels(NAME, out.reason).inc()
+        self._log.warning("envelope rejected", topic=topic, reason=out.reason, detail=out.detail[:200])
+        assert self._producer is not None
+        await self._producer.send(
+            DEADLETTER,
+            deadletter_record(
+                component=NAME, reason=out.reason, detail=out.detail, raw=value, node=self._node, source_topic=topic
+            ),
+            key,
+        )
 
     def _mark_sources(self, now: float) -> None:
         """Last-event time per source node and kind (a silent collector shows as an old timestamp)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from schemas.envelope import ENVELOPE_ADAPTER
+from callscope.bus.envelopes import SHARED, EnvelopeCache
 from schemas.errors import DecodeError
 from schemas.tables import deadletter_row, row_for
 from schemas.topics import DEADLETTER, topic_for
@@ -29,12 +29,15 @@ class Rejected:
     detail: str
 
 
-def route(topic: str, value: bytes) -> Row | Rejected:
-    """Turn one record into the row of its raw table, or say why it cannot be stored."""
+def route(topic: str, value: bytes, envelopes: EnvelopeCache = SHARED) -> Row | Rejected:
+    """Turn one record into the row of its raw table, or say why it cannot be stored.
+
+    ``envelopes``: where the record's envelope is decoded (shared with the other processors).
+    """
     if topic == DEADLETTER:
         return _deadletter(value)
     try:
-        env = ENVELOPE_ADAPTER.validate_json(value)
+        env = envelopes.decode(value)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         return Rejected("envelope", _short(exc))
     if topic_for(env.kind) != topic:

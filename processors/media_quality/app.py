@@ -35,6 +35,9 @@ class MediaQualityProcessor(CorrelatingShell):
         # Every RTCP report matters; of SIP only what carries SDP (codecs) or a VQ report (PUBLISH).
         if topic != _SIP:
             return True
+        env = self.envelopes.peek(value)  # decoded by another processor of the process already?
+        if env is not None:
+            return isinstance(env, SipEnvelope) and (env.body.sdp is not None or bool(env.body.vq_report))
         doc = orjson.loads(value)
         if not isinstance(doc, dict):
             raise ValueError("not an envelope object")

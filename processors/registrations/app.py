@@ -42,7 +42,11 @@ class RegistrationsProcessor(CorrelatingShell):
             self.correlator.restore(RegistrationRow(**{k: row[k] for k in RegistrationRow.__dataclass_fields__}))
 
     def _wants(self, topic: str, value: bytes) -> bool:
-        # Only REGISTER transactions matter: skip the full validation of every other SIP message.
+        # Only REGISTER transactions matter: skip the full validation of every other SIP message
+        # (and the JSON parse too when another processor of the process has decoded the record).
+        env = self.envelopes.peek(value)
+        if env is not None:
+            return isinstance(env, SipEnvelope) and (env.body.method or "").upper() == "REGISTER"
         doc = orjson.loads(value)
         if not isinstance(doc, dict):
             raise ValueError("not an envelope object")

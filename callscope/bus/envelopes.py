@@ -1,0 +1,64 @@
+"""Envelopes decoded once per process: the processors of one process share what a record decodes to.
+
+The processors of a process run on one event loop and read the same records: every SIP message is
+read by the events, call_legs, registrations, media_quality and health processors, and validating an
+envelope (pydantic) is the largest single cost of reading one. :class:`EnvelopeCache` keeps the
+envelopes of the most recent record values, keyed by the bytes themselves, so the first processor to
+read a record validates it and the others take the result.
+
+Sharing is safe: decoding is a pure function of the bytes, and the envelope and body models are
+frozen. A value that fails validation is not kept (every reader gets the same error). The cache holds
+at most ``max_entries`` envelopes (oldest out first, about 8 KB each for SIP); a processor lagging
+further behind than that validates again, which changes nothing but the cost. Used from one event
+loop: no lock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from schemas.envelope import ENVELOPE_ADAPTER, Envelope
+
+# Processors poll up to 5000 records at a time (ProcessorConfig.poll_max_records) and take turns on
+# the loop, so readers of a record are usually within one or two polls of each other.
+DEFAULT_ENTRIES = 8192
+
+
+class EnvelopeCache:
+    """Validated envelopes of recent record values (see the module)."""
+
+    def __init__(self, max_entries: int = DEFAULT_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[bytes, Envelope] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def decode(self, value: bytes) -> Envelope:
+        """The envelope of ``value``; raises pydantic's ``ValidationError`` (a ``ValueError``) when invalid."""
+        if type(value) is not bytes:  # bytearray, memoryview: not hashable, not kept
+            return ENVELOPE_ADAPTER.validate_json(value)
+        items = self._items
+        env = items.get(value)
+        if env is not None:
+            self.hits += 1
+            return env
+        env = ENVELOPE_ADAPTER.validate_json(value)
+        self.misses += 1
+        if len(items) >= self.max_entries:
+            items.popitem(last=False)
+        items[value] = env
+        return env
+
+    def peek(self, value: bytes) -> Envelope | None:
+        """The envelope of ``value`` if a reader decoded it already, else None (nothing is validated)."""
+        return self._items.get(value) if type(value) is bytes else None
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+# The cache of this process (what a processor uses unless given its own).
+SHARED = EnvelopeCache()

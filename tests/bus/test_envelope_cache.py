@@ -1,0 +1,130 @@
+"""callscope.bus.envelopes: a record's envelope is validated once per process and shared by its processors."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import orjson
+import pytest
+
+from callscope.bus.envelopes import SHARED, EnvelopeCache
+from callscope.bus.memory import MemoryBus
+from callscope.settings import MemoryBusConfig, ProcessorConfig, StoreConfig
+from callscope.store.client import Store
+from callscope.telemetry import Telemetry
+from processors.call_legs.app import CallLegsProcessor, CorrelatingShell
+from processors.events.app import EventsProcessor
+from processors.events.route import Rejected, route
+from processors.media_quality.app import MediaQualityProcessor
+from processors.registrations.app import RegistrationsProcessor
+from schemas.envelope import ENVELOPE_ADAPTER
+from schemas.topics import topic_for
+from tests.samples import sample_envelope
+
+SIP = topic_for("sip")
+
+
+def _sip(n: int = 1, **body: Any) -> bytes:
+    doc = sample_envelope("sip", id=f"sip-{n}")
+    doc["body"].update(body)
+    return orjson.dumps(doc)
+
+
+def test_a_value_is_validated_once_and_equal_bytes_share_the_result() -> None:
+    cache = EnvelopeCache()
+    value = _sip()
+    first = cache.decode(value)
+    assert first == ENVELOPE_ADAPTER.validate_json(value)
+    assert cache.decode(bytes(bytearray(value))) is first  # another object with the same bytes (Kafka)
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert cache.peek(value) is first
+
+
+def test_invalid_values_fail_every_time_and_are_not_kept() -> None:
+    cache = EnvelopeCache()
+    bad = _sip(call_id=None)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="call_id"):
+            cache.decode(bad)
+    with pytest.raises(ValueError, match="JSON"):
+        cache.decode(b"{not json")
+    assert len(cache) == 0
+    assert cache.peek(bad) is None
+
+
+def test_bounded_oldest_out_first() -> None:
+    cache = EnvelopeCache(max_entries=2)
+    values = [_sip(n) for n in range(3)]
+    for value in values:
+        cache.decode(value)
+    assert len(cache) == 2
+    assert cache.peek(values[0]) is None
+    assert cache.peek(values[2]) is not None
+    cache.decode(values[0])  # decoded again, as without a cache
+    assert (cache.hits, cache.misses) == (0, 4)
+
+
+def test_unhashable_values_are_decoded_but_not_kept() -> None:
+    cache = EnvelopeCache()
+    value = bytearray(_sip())
+    assert cache.decode(cast(bytes, value)).kind == "sip"
+    assert len(cache) == 0
+    assert cache.peek(cast(bytes, value)) is None
+
+
+def _shell(cls: type[CorrelatingShell], cache: EnvelopeCache) -> CorrelatingShell:
+    telemetry = Telemetry()
+    bus = MemoryBus(MemoryBusConfig(), telemetry)
+    shell = cls(ProcessorConfig(), StoreConfig(), bus, cast(Store, object()), telemetry, node="t")
+    shell.envelopes = cache
+    return shell
+
+
+def test_processors_of_a_process_share_one_cache_by_default() -> None:
+    assert CorrelatingShell.envelopes is SHARED
+    assert EventsProcessor.envelopes is SHARED
+
+
+def test_the_events_route_decodes_through_the_cache() -> None:
+    cache = EnvelopeCache()
+    value = _sip()
+    row = route(SIP, value, cache)
+    assert not isinstance(row, Rejected)
+    assert cache.peek(value) is not None
+    assert route(SIP, value, cache) == row
+    assert cache.hits == 1
+    bad = _sip(call_id=None)
+    assert isinstance(route(SIP, bad, cache), Rejected)
+
+
+def test_call_legs_takes_what_the_events_processor_decoded() -> None:
+    cache = EnvelopeCache()
+    value = _sip(method="INVITE", is_request=True, from_tag="a1", to_tag=None)
+    route(SIP, value, cache)
+    shell = _shell(CallLegsProcessor, cache)
+    shell._handle(SIP, value)
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert shell._pending_count() > 0  # the INVITE opened a leg
+
+
+@pytest.mark.parametrize(
+    ("cls", "body", "wanted"),
+    [
+        (RegistrationsProcessor, {"method": "REGISTER"}, True),
+        (RegistrationsProcessor, {"method": "register"}, True),
+        (RegistrationsProcessor, {"method": "INVITE"}, False),
+        (RegistrationsProcessor, {"method": None}, False),
+        (MediaQualityProcessor, {"sdp": None, "vq_report": None}, False),
+        (MediaQualityProcessor, {"sdp": {"media": []}, "vq_report": None}, True),
+        (MediaQualityProcessor, {"sdp": None, "vq_report": {"CallID": "x"}}, True),
+    ],
+)
+def test_prefilters_answer_the_same_from_a_decoded_envelope(
+    cls: type[CorrelatingShell], body: dict[str, Any], wanted: bool
+) -> None:
+    cache = EnvelopeCache()
+    shell = _shell(cls, cache)
+    value = _sip(**body)
+    assert shell._wants(SIP, value) is wanted  # nothing decoded yet: the JSON look
+    cache.decode(value)
+    assert shell._wants(SIP, value) is wanted  # from the envelope another processor decoded
