@@ -103,14 +103,25 @@ class Writer(threading.Thread):
     With ``keep_open``, it holds its descriptor like a logger and reopens the path only
     when ``reopen`` is set (what ``logger reload`` after a rotation does).
     ``lock`` is held around each write (copytruncate tests hold it around copy + truncate).
+    ``gates`` maps a line number to an event the writer waits for before writing that line, so
+    a rotation meant to happen during the writes does, however slowly the rotating thread runs.
     """
 
-    def __init__(self, path: Path, n: int, *, keep_open: bool = False, pause_every: int = 25) -> None:
+    def __init__(
+        self,
+        path: Path,
+        n: int,
+        *,
+        keep_open: bool = False,
+        pause_every: int = 25,
+        gates: dict[int, threading.Event] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.path = path
         self.n = n
         self.keep_open = keep_open
         self.pause_every = pause_every
+        self.gates = gates or {}
         self.lock = threading.Lock()
         self.reopen = threading.Event()
         self.written = 0
@@ -121,6 +132,9 @@ class Writer(threading.Thread):
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if self.keep_open else -1
             for i in range(self.n):
                 data = line(i) + b"\n"
+                gate = self.gates.get(i)
+                if gate is not None and not gate.wait(60):
+                    raise TimeoutError(f"line {i}: the rotation it waits for did not happen within 60 s")
                 with self.lock:
                     if self.keep_open:
                         if self.reopen.is_set():

@@ -51,21 +51,26 @@ def test_reads_in_blocks_and_waits_for_the_newline(log: Path) -> None:
     h.stop()
 
 
+ROTATE_AT = (800, 1600, 2400)  # lines written when each of the three rotations is due
+
+
 @pytest.mark.parametrize("keep_open", [False, True], ids=["reopen-per-line", "logger-keeps-fd"])
 def test_rename_rotations_during_writes(log: Path, keep_open: bool) -> None:
     log.parent.mkdir()
     n = 3000
-    writer = Writer(log, n, keep_open=keep_open)
+    rotated = {at + 100: threading.Event() for at in ROTATE_AT}  # the writer waits there for the rotation
+    writer = Writer(log, n, keep_open=keep_open, gates=rotated)
     h = _harness(log, rotated_linger_secs=0.5).start()
 
     def rotate() -> None:
-        for k, at in enumerate((800, 1600, 2400), start=1):
+        for k, at in enumerate(ROTATE_AT, start=1):
             writer.wait_written(at)
             _following(h, at - 300, seen=k - 1)
             os.rename(log, log.with_name(f"queue_log.{k}"))
             if keep_open:  # the logger writes into the renamed file a while, then reopens
                 writer.wait_written(at + 60)
                 writer.reopen.set()
+            rotated[at + 100].set()
 
     rotator = threading.Thread(target=rotate, daemon=True)
     writer.start()
@@ -97,11 +102,12 @@ def _following(h: TailHarness, lines: int, seen: int, within: float = 30.0) -> N
 def test_copytruncate_during_writes(log: Path) -> None:
     log.parent.mkdir()
     n = 3000
-    writer = Writer(log, n)
+    rotated = {at + 100: threading.Event() for at in ROTATE_AT}
+    writer = Writer(log, n, gates=rotated)
     h = _harness(log, rotated_linger_secs=0.3).start()
 
     def rotate() -> None:
-        for k, at in enumerate((800, 1600, 2400), start=1):
+        for k, at in enumerate(ROTATE_AT, start=1):
             writer.wait_written(at)
             _following(h, at - 300, seen=k - 1)
             # logrotate's copytruncate: copy, then truncate. Lines written between the two are
@@ -109,6 +115,7 @@ def test_copytruncate_during_writes(log: Path) -> None:
             with writer.lock:
                 shutil.copyfile(log, log.with_name(f"queue_log.{k}"))
                 os.truncate(log, 0)
+            rotated[at + 100].set()
 
     rotator = threading.Thread(target=rotate, daemon=True)
     writer.start()
