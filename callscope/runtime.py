@@ -8,6 +8,12 @@ Roles:
 - ``processor``: processors reading the bus and writing the store;
 - ``api``: the HTTP API over the store (and ingest onto the bus).
 
+Memory: every ``memory.trim_interval_secs`` the process hands the free pages of its C
+heap back to the OS (:func:`trim_heap`). Messages, envelopes and batches are freed
+as fast as they are made, but glibc returns heap pages only from the top of the heap,
+so long-lived state allocated among them pins the rest and RSS creeps up under
+steady load while what is in use does not grow (the soak, bench/soak.py, showed it).
+
 Everything that can fail at start (config, data directory lock, bus connection,
 migrations, listen address) is done before any component starts, so a bad start
 never leaves half a pipeline running. Shutdown order: stop intake (API,
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Generator
@@ -141,6 +149,13 @@ class Runtime:
                     topics = tuple(getattr(proc, "topics", ALL_TOPICS))
                     tasks.append(asyncio.create_task(self._report_lag(proc.group, topics, processor_stop), name="lag"))
 
+            if settings.memory.trim_interval_secs > 0 and heap_trimmer() is not None:
+                tasks.append(
+                    asyncio.create_task(
+                        self._trim_heap(settings.memory.trim_interval_secs, processor_stop), name="trim_heap"
+                    )
+                )
+
             if self.wants_collectors:
                 from collectors.registry import build_collectors
 
@@ -208,6 +223,14 @@ class Runtime:
                 self.log.warning("lag measurement failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+
+    async def _trim_heap(self, interval: float, stop: asyncio.Event) -> None:
+        """Call :func:`trim_heap` every ``interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if not stop.is_set():
+                await asyncio.to_thread(trim_heap)
 
     def close(self) -> None:
         if self.store is not None:
@@ -280,6 +303,28 @@ async def _wait_ready(event: asyncio.Event, task: asyncio.Task[Any]) -> None:
     if not waiter.done():
         waiter.cancel()
         task.result()  # re-raises the component's start-up error
+
+
+@functools.cache
+def heap_trimmer() -> Callable[[], int] | None:
+    """glibc's ``malloc_trim(0)``, or None where the C library has none (musl, macOS)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return lambda: int(trim(0))
+
+
+def trim_heap() -> bool:
+    """Give the free pages of the C heap (every malloc arena) back to the OS.
+
+    True when some memory was released. It holds the allocator's locks while it walks the
+    heap (milliseconds for a few hundred MiB), and ctypes drops the GIL meanwhile.
+    """
+    trimmer = heap_trimmer()
+    return bool(trimmer()) if trimmer is not None else False
 
 
 def _url_host(host: str) -> str:

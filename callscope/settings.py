@@ -153,6 +153,14 @@ class StoreConfig(_Frozen):
     batch_max_age_secs: float = Field(default=1.0, gt=0, le=300)
     retry_initial_secs: float = Field(default=0.2, gt=0)
     retry_max_secs: float = Field(default=10.0, gt=0)
+    embedded_cache_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024 * 1024,
+        description=(
+            "chdb:// only: the size bound of each of the engine's mark, index mark and primary index caches,"
+            " which it would let grow to 5 GiB each (ClickHouse server defaults). Read at engine start."
+        ),
+    )
 
     @field_validator("dsn")
     @classmethod
@@ -217,6 +225,20 @@ class CollectorsConfig(_Frozen):
     queue_log: QueueLogConfig = QueueLogConfig()
 
 
+class MemoryConfig(_Frozen):
+    """How the process keeps its resident memory in line with what it uses."""
+
+    trim_interval_secs: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description=(
+            "How often freed heap memory is handed back to the OS (glibc malloc_trim); 0 turns it off. "
+            "Without it the C heap keeps the pages of freed messages and RSS creeps up under steady load."
+        ),
+    )
+
+
 class LogConfig(_Frozen):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -242,6 +264,7 @@ class Settings(BaseSettings):
     api: ApiConfig = ApiConfig()
     collectors: CollectorsConfig = CollectorsConfig()
     processors: ProcessorConfig = ProcessorConfig()
+    memory: MemoryConfig = MemoryConfig()
     log: LogConfig = LogConfig()
 
     @classmethod

@@ -16,7 +16,8 @@ What it keeps from Kafka (and what the contract suite in tests/bus checks):
 
 Memory is bounded per partition: a partition holds at most ``max_bytes_per_partition``
 bytes (key plus value) of messages that are not yet committed by every group that
-subscribed to its topic. Messages committed by all of them are trimmed. A topic that no
+subscribed to its topic. Messages committed by all of them are trimmed, and their memory is
+released in batches of a few hundred records per partition. A topic that no
 group has subscribed to keeps everything until a group subscribes and commits, so a
 topic nobody reads fills up. A group that once subscribed keeps pinning retention with
 its committed offsets after its members are gone (as Kafka keeps a group's offsets);
@@ -50,7 +51,11 @@ from callscope.telemetry import Telemetry
 from schemas.errors import BusError
 from schemas.topics import partition_for
 
-_COMPACT_MIN = 4096  # trimmed records a log keeps in its list before the list is compacted
+# Trimmed records a log may keep in its list before the list is compacted (compaction also waits
+# until they are at least half the list, so its cost stays linear in the records appended). Small,
+# because a trimmed record still holds its value: at 4096 the soak (bench/soak.py) saw ~35k dead
+# records (~50 MiB of message bytes) scattered over the heap, which kept its pages resident.
+_COMPACT_MIN = 256
 _YIELD_EVERY = 256  # messages a producer appends without suspending before it yields to the loop
 
 

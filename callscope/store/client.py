@@ -10,6 +10,8 @@
   reads ``chdb://./data`` as host ``.``. One process can use one directory: a
   second directory while the first is open is refused by chDB, reported here as
   a :class:`StartupError`.
+  The engine starts with its caches bounded by ``StoreConfig.embedded_cache_bytes``
+  (:func:`engine_options`).
 - ``http(s)://user:pass@host:port``: a ClickHouse server. Connection failures
   are retried a few times with capped exponential backoff, then raised as
   :class:`StoreError`.
@@ -177,10 +179,11 @@ class Store:
         engine: Any | None = None
         if directory is not None:
             lock = DirLock.acquire(directory)
+            options = engine_options(config)
             try:
-                client = _open_chdb(directory)
+                client = _open_chdb(directory, options)
                 try:
-                    engine = _open_engine(directory)
+                    engine = _open_engine(directory, options)
                 except BaseException:
                     client.close()
                     raise
@@ -389,9 +392,22 @@ def _message(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:2000] or type(exc).__name__
 
 
-def _open_chdb(directory: Path) -> Any:
+def engine_options(config: StoreConfig) -> dict[str, int]:
+    """Server settings the embedded engine starts with (chDB reads them from its connection string).
+
+    They bound the engine's caches, whose ClickHouse server defaults (5 GiB each) assume a
+    machine of its own. chDB applies them when it starts the engine, i.e. on the first
+    connection of the process to the directory; later connections do not change them.
+    """
+    size = config.embedded_cache_bytes
+    return {"mark_cache_size": size, "index_mark_cache_size": size, "primary_index_cache_size": size}
+
+
+def _open_chdb(directory: Path, options: Mapping[str, int]) -> Any:
     try:
-        return clickhouse_connect.get_client(interface="chdb", path=str(directory.resolve()), tz_mode="aware")
+        return clickhouse_connect.get_client(
+            interface="chdb", path=str(directory.resolve()), tz_mode="aware", chdb_options=dict(options)
+        )
     except ClickHouseError as exc:
         text = _message(exc)
         if "already initialized" in text:
@@ -402,12 +418,14 @@ def _open_chdb(directory: Path) -> Any:
         raise StartupError(f"cannot open the embedded engine at {directory}: {text}") from None
 
 
-def _open_engine(directory: Path) -> Any:
+def _open_engine(directory: Path, options: Mapping[str, int]) -> Any:
     """A chDB connection of the store's own, on the engine clickhouse-connect just opened."""
+    from urllib.parse import urlencode
+
     import chdb
 
     try:
-        return chdb.connect(str(directory.resolve()))  # type: ignore[no-untyped-call]
+        return chdb.connect(f"{directory.resolve()}?{urlencode(options)}")  # type: ignore[no-untyped-call]
     except RuntimeError as exc:
         raise StartupError(f"cannot open the embedded engine at {directory}: {_message(exc)}") from None
 
