@@ -1004,6 +1004,13 @@ def _on_wall_alarm(signum: int, frame: FrameType | None) -> None:
     raise Hang("input blocked past the wall-clock limit")
 
 
+# The most any collector hands a parser at once: the tailers cut lines at max_line_bytes and read
+# read_block_bytes at a time (1 MiB each by default); a HEP datagram is at most 64 KiB. Mutations
+# that multiply lines (x50) on a corpus file of a megabyte can reach hundreds of megabytes, which
+# no collector would pass on; such an input is cut here instead.
+MAX_INPUT_BYTES = 1 << 20
+
+
 def inputs_for(target: Target, seed: int, chunk: int, count: int) -> Iterator[bytes]:
     """The inputs of one chunk of one target: a pure function of (seed, target, chunk)."""
     rng = random.Random(f"fuzz:{seed}:{target.name}:{chunk}")
@@ -1011,13 +1018,14 @@ def inputs_for(target: Target, seed: int, chunk: int, count: int) -> Iterator[by
     for _ in range(count):
         r = rng.random()
         if r < 0.2:
-            yield target.generate(rng)
+            data = target.generate(rng)
         elif r < 0.5:
-            yield mutate(rng, target.generate(rng), rng.choice(seeds))
+            data = mutate(rng, target.generate(rng), rng.choice(seeds))
         elif r < 0.97:
-            yield mutate(rng, rng.choice(seeds), rng.choice(seeds))
+            data = mutate(rng, rng.choice(seeds), rng.choice(seeds))
         else:
-            yield rng.randbytes(rng.randrange(0, 256))
+            data = rng.randbytes(rng.randrange(0, 256))
+        yield data[:MAX_INPUT_BYTES]
 
 
 def run_target(

@@ -151,3 +151,18 @@ def test_cli_prints_a_table_writes_json_and_exits_nonzero_on_crashes(
     assert "CRASH boom: KeyError" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         fuzz.main(["--inputs", "10", "--targets", "nope"])
+
+
+def test_no_input_is_larger_than_a_collector_ever_hands_a_parser() -> None:
+    # A line duplicated 50 times in a megabyte corpus file, then a byte run repeated 5,000 times:
+    # mutations compound; the full 10M run once made a 179 MB CDR "line" the tailer would have cut.
+    huge = fuzz.Target(
+        name="huge",
+        run=lambda data: None,
+        allowed=(),
+        generate=lambda rng: b"x\n" * (3 << 20),
+        samples=[b"y\n" * (2 << 20)],
+        corpus=list,
+    )
+    sizes = [len(data) for data in fuzz.inputs_for(huge, seed=1, chunk=0, count=50)]
+    assert max(sizes) == fuzz.MAX_INPUT_BYTES
