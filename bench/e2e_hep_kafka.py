@@ -153,10 +153,9 @@ async def _commit_at_end(bootstrap: str, groups: list[str]) -> None:
 
     from callscope.bus.kafka import KafkaBus
     from callscope.settings import KafkaConfig
-    from callscope.telemetry import Telemetry, configure_logging
+    from callscope.telemetry import Telemetry
     from schemas.topics import ALL_TOPICS
 
-    configure_logging(level="warning", fmt="console")
     # A fresh broker answers "coordinator not available" until its offsets topic exists; aiokafka
     # retries and logs each attempt at ERROR.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -179,9 +178,15 @@ async def _commit_at_end(bootstrap: str, groups: list[str]) -> None:
             await consumer.stop()
 
 
+def processor_groups(group_prefix: str) -> list[str]:
+    """The consumer groups the processor role joins under ``group_prefix``."""
+    return [f"{group_prefix}.{name}" for name in PROCESSOR_NAMES]
+
+
 def commit_at_end(bootstrap: str, group_prefix: str) -> None:
-    """Commit every processor group of ``group_prefix`` at the topics' ends: the run reads only its own traffic."""
-    asyncio.run(_commit_at_end(bootstrap, [f"{group_prefix}.{name}" for name in PROCESSOR_NAMES]))
+    """Commit every processor group of ``group_prefix`` at the topics' ends: a run reads only its own traffic,
+    not what earlier runs (or other tests on a shared broker) left on the topics."""
+    asyncio.run(_commit_at_end(bootstrap, processor_groups(group_prefix)))
 
 
 @contextmanager
@@ -195,6 +200,9 @@ def pipeline(tmp: Path, bootstrap: str, *, processor: bool = True) -> Iterator[t
         CALLSCOPE_BUS__KAFKA__BOOTSTRAP_SERVERS=bootstrap,
         CALLSCOPE_PROCESSORS__GROUP_PREFIX=prefix,
     )
+    from callscope.telemetry import configure_logging
+
+    configure_logging(level="warning", fmt="console")
     commit_at_end(bootstrap, prefix)
     roles: list[Role] = []
     try:

@@ -30,22 +30,12 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.e2e_hep_kafka import processor_groups as groups
 from tests.cli_process import HEP_LINE
 from tests.faults.counts import Stored
 
 START_TIMEOUT_SECS = 180.0
 HTTP_TIMEOUT_SECS = 10.0
-
-# The consumer groups a processor process runs: "<group_prefix>.<name>" (processors/registry.py).
-PROCESSOR_GROUPS = (
-    "events",
-    "call_legs",
-    "registrations",
-    "asterisk_calls",
-    "media_quality",
-    "health",
-    "queue_sessions",
-)
 
 Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -65,12 +55,6 @@ def kafka_env(bootstrap: str, group_prefix: str, **extra: str) -> dict[str, str]
 
 def new_group_prefix(what: str) -> str:
     return f"fault-{what}-{uuid.uuid4().hex[:8]}"
-
-
-def metric_sum(metrics: Metrics, name: str, **labels: str) -> float:
-    """Sum of the samples called ``name`` whose labels include ``labels``."""
-    want = set(labels.items())
-    return sum(v for (n, lab), v in metrics.items() if n == name and want <= set(lab))
 
 
 @dataclass
@@ -205,48 +189,9 @@ def start_role(role: str, data_dir: Path, env: dict[str, str], *extra: str) -> R
 # -- Kafka side --------------------------------------------------------------------------------
 
 
-def groups(group_prefix: str) -> list[str]:
-    return [f"{group_prefix}.{name}" for name in PROCESSOR_GROUPS]
-
-
 def _quiet_aiokafka() -> None:
     # Coordinator lookups on a fresh broker are retried by aiokafka and logged at ERROR each time.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
-
-async def _commit_at_end(bootstrap: str, group_ids: Sequence[str]) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from callscope.bus.kafka import KafkaBus
-    from callscope.settings import KafkaConfig
-    from callscope.telemetry import Telemetry
-    from schemas.topics import ALL_TOPICS
-
-    bus = KafkaBus(KafkaConfig(bootstrap_servers=bootstrap), Telemetry())
-    await bus.start()
-    try:
-        await bus.ensure_topics(ALL_TOPICS)  # as every role does at start
-        tps = [TopicPartition(t, p) for t in ALL_TOPICS for p in range(await bus.partitions_for(t))]
-    finally:
-        await bus.stop()
-    for group in group_ids:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            consumer.assign(tps)
-            ends = await consumer.end_offsets(tps)
-            await consumer.commit({tp: ends[tp] for tp in tps})
-        finally:
-            await consumer.stop()
-
-
-def commit_at_end(bootstrap: str, group_prefix: str) -> None:
-    """Commit every processor group of ``group_prefix`` at the topics' ends.
-
-    The processors then read only what this test publishes, not what other tests left on a shared broker.
-    """
-    _quiet_aiokafka()
-    asyncio.run(_commit_at_end(bootstrap, groups(group_prefix)))
 
 
 def group_topics(processor: Role, group_prefix: str, timeout_secs: float = 60.0) -> dict[str, tuple[str, ...]]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.e2e_hep_kafka import commit_at_end, metric_sum
 from callscope.demo import DemoTraffic, generate
 from collectors.hep.decode import decode
 from tests.faults.counts import assert_exactly_once
@@ -30,12 +31,10 @@ from tests.faults.kafka_roles import (
     Metrics,
     Role,
     UdpSender,
-    commit_at_end,
     committed,
     count_store,
     group_topics,
     kafka_env,
-    metric_sum,
     new_group_prefix,
     start_role,
     udp_socket_drops,
