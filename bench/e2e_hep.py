@@ -12,7 +12,13 @@ growing for 15 s), then confirms the count with ``GET /api/v1/events/stats`` (a 
 - ``e2e_embedded_lost``: sent - stored;
 - ``collector_rss_mb``: the peak RSS (VmHWM) of the whole embedded ``callscope run`` process
   (collector, processors and chDB; the collector role alone: bench/e2e_hep_kafka.py);
-- ``send_secs``: how long sending took (the offered rate is N / send_secs).
+- ``send_secs``: how long sending took (the offered rate is N / send_secs);
+- ``cpu_us_per_msg``: CPU time (user + system) of the ``callscope run`` process from the first
+  packet sent to the last stored, per stored message: the cost, whatever the machine's load;
+- ``call_legs_rows_per_call``: ``call_legs`` row versions the store acknowledged per call sent.
+
+The traffic is complete calls (``bench/hep_traffic.py``: 7 messages each, phases about a
+second apart).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from bench import hep_traffic
 API_LINE = re.compile(r"api:\s+(http://127\.0\.0\.1:\d+)")
 HEP_LINE = re.compile(r"hep:\s+\S+ 127\.0\.0\.1:(\d+)")
 ACK_LINE = re.compile(r'^callscope_sink_batch_rows_sum\{table="sip_messages"\} (\S+)$', re.MULTILINE)
+LEG_ROWS_LINE = re.compile(r'^callscope_sink_batch_rows_sum\{table="call_legs"\} (\S+)$', re.MULTILINE)
 STALL_SECS = 15.0
 
 
@@ -83,10 +90,10 @@ def _start(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[
     return proc, url, port
 
 
-def _acknowledged(url: str, token: str) -> int:
-    """Rows of sip_messages the store acknowledged, from /metrics (cheap: no query on the tables)."""
+def _acknowledged(url: str, token: str, line: re.Pattern[str] = ACK_LINE) -> int:
+    """Rows of a table (sip_messages) the store acknowledged, from /metrics (cheap: no query on the tables)."""
     text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30).text
-    match = ACK_LINE.search(text)
+    match = line.search(text)
     return int(float(match.group(1))) if match else 0
 
 
@@ -107,6 +114,7 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
             sender = ctx.Process(target=hep_traffic.sender, args=(port, n, rate, os.getpid(), ready, go, result))
             sender.start()
             ready.wait(300)
+            cpu0 = hep_traffic.cpu_secs(proc.pid)
             started = time.monotonic()
             go.set()
             stored, last_change, last_value = 0, time.monotonic(), -1
@@ -122,6 +130,8 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
                 elif time.monotonic() - last_change > STALL_SECS and not sender.is_alive():
                     break
             elapsed = (last_change if stored < n else time.monotonic()) - started
+            cpu = hep_traffic.cpu_secs(proc.pid) - cpu0
+            leg_rows = _acknowledged(url, token, LEG_ROWS_LINE)
             sender.join(60)
             return {
                 "messages": n,
@@ -130,6 +140,8 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
                 "e2e_embedded_msgs_per_sec": round(stored / elapsed) if elapsed > 0 else 0,
                 "e2e_embedded_lost": n - stored,
                 "collector_rss_mb": round(hep_traffic.peak_rss_mb(proc.pid), 1),
+                "cpu_us_per_msg": round(cpu / max(stored, 1) * 1e6, 1),
+                "call_legs_rows_per_call": round(leg_rows / max(1, -(-n // len(hep_traffic.CALL))), 2),
             }
         finally:
             proc.terminate()

@@ -6,44 +6,92 @@ roles on a real broker) send the same packets the same way, so their figures com
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
+_SDP = (
+    "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+    "m=audio {port} RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\n"
+)
+CALLER, CALLEE = ("10.1.0.1", 5060), ("10.1.0.2", 5060)
+# One call: (phase, start line, CSeq, from the caller, To tag, SDP). Phases leave about a second apart.
+CALL = (
+    (0, "INVITE sip:{callee}@10.1.0.2 SIP/2.0", "1 INVITE", True, False, True),
+    (0, "SIP/2.0 100 Trying", "1 INVITE", False, False, False),
+    (0, "SIP/2.0 180 Ringing", "1 INVITE", False, True, False),
+    (1, "SIP/2.0 200 OK", "1 INVITE", False, True, True),
+    (1, "ACK sip:{callee}@10.1.0.2:5060 SIP/2.0", "1 ACK", True, True, False),
+    (2, "BYE sip:{callee}@10.1.0.2:5060 SIP/2.0", "2 BYE", True, True, False),
+    (2, "SIP/2.0 200 OK", "2 BYE", False, True, False),
+)
 
-def packets(n: int, seed: int) -> list[bytes]:
-    """``n`` HEP3 packets, each an INVITE of its own call (Call-ID ``bench-<seed>-<i>``)."""
+
+def _message(i: int, seed: int, step: tuple[int, str, str, bool, bool, bool]) -> bytes:
+    _, start, cseq, from_caller, to_tag, sdp = step
+    callee = i % 1000
+    src = CALLER if from_caller else CALLEE
+    body = _SDP.format(ip=src[0], port=16384 + 2 * (i % 8000)) if sdp else ""
+    lines = [
+        start.format(callee=callee),
+        f"Via: SIP/2.0/UDP 10.1.0.1:5060;branch=z9hG4bK{i:010d}{cseq[0]}",
+        "Max-Forwards: 70",
+        f"From: <sip:caller@10.1.0.1>;tag={i:08x}",
+        f"To: <sip:{callee}@10.1.0.2>" + (f";tag=b{i:08x}" if to_tag else ""),
+        f"Call-ID: bench-{seed}-{i:09d}@10.1.0.1",
+        f"CSeq: {cseq}",
+        "Contact: <sip:caller@10.1.0.1:5060>" if from_caller else f"Contact: <sip:{callee}@10.1.0.2:5060>",
+        "User-Agent: callscope-bench" if from_caller else "Server: callscope-bench",
+    ]
+    if sdp:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+def packets(n: int, seed: int, rate: float = 30_000.0) -> list[bytes]:
+    """``n`` HEP3 packets of complete calls (Call-ID ``bench-<seed>-<i>``), in the order they are sent.
+
+    A call is 7 messages: INVITE (SDP), 100, 180, 200 (SDP), ACK, BYE, 200. Calls go in blocks
+    of about one second of sending at ``rate``; block b carries the setup (INVITE, 100, 180) of
+    its own calls, the answer (200, ACK) of block b-1's and the end (BYE, 200) of block b-2's,
+    so a call's messages reach the processors spread over about three seconds, as the
+    phases of real calls do, not back to back. Packets are stamped from now on at ``rate``.
+    Only the last call may be cut short (``n`` need not be a multiple of 7).
+    """
     from collectors.hep.decode import HepPacket, encode_hep3
 
-    base = 1_700_000_000
+    calls = -(-n // len(CALL))
+    block = max(1, int(rate / len(CALL)))
+    phases = 1 + max(step[0] for step in CALL)
+    order: list[tuple[int, tuple[int, str, str, bool, bool, bool]]] = []
+    for b in range(-(-calls // block) + phases - 1):
+        for phase in range(phases):
+            first = (b - phase) * block
+            if first < 0 or first >= calls:
+                continue
+            for i in range(first, min(first + block, calls)):
+                order.extend((i, step) for step in CALL if step[0] == phase)
+    base_us = int(time.time() * 1e6)
     out = []
-    for i in range(n):
-        call_id = f"bench-{seed}-{i:09d}@10.1.0.1"
-        sip = (
-            f"INVITE sip:{i % 1000}@10.1.0.2 SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP 10.1.0.1:5060;branch=z9hG4bK{i:010d}\r\n"
-            "Max-Forwards: 70\r\n"
-            f"From: <sip:caller@10.1.0.1>;tag={i:08x}\r\n"
-            f"To: <sip:{i % 1000}@10.1.0.2>\r\n"
-            f"Call-ID: {call_id}\r\n"
-            "CSeq: 1 INVITE\r\n"
-            "Contact: <sip:caller@10.1.0.1:5060>\r\n"
-            "User-Agent: callscope-bench\r\n"
-            "Content-Length: 0\r\n\r\n"
-        ).encode()
+    for k, (i, step) in enumerate(order[:n]):
+        ts_us = base_us + int(k * 1e6 / rate)
+        src, dst = (CALLER, CALLEE) if step[3] else (CALLEE, CALLER)
         pkt = HepPacket(
             version=3,
             family=2,
             protocol=17,
-            src_ip="10.1.0.1",
-            src_port=5060,
-            dst_ip="10.1.0.2",
-            dst_port=5060,
-            ts_sec=base + i // 1000,
-            ts_usec=(i % 1000) * 1000,
-            payload=sip,
+            src_ip=src[0],
+            src_port=src[1],
+            dst_ip=dst[0],
+            dst_port=dst[1],
+            ts_sec=ts_us // 1_000_000,
+            ts_usec=ts_us % 1_000_000,
+            payload=_message(i, seed, step),
             capture_id=1,
         )
         out.append(encode_hep3(pkt))
@@ -56,7 +104,7 @@ def sender(port: int, n: int, rate: float, seed: int, ready: Any, go: Any, resul
     Packets leave in 1 ms slots (``rate / 1000`` per slot), paced against the start time, so
     a late slot is caught up rather than lost. ``result.value`` gets the seconds sending took.
     """
-    pkts = packets(n, seed)
+    pkts = packets(n, seed, rate)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.connect(("127.0.0.1", port))
     ready.set()
@@ -73,6 +121,15 @@ def sender(port: int, n: int, rate: float, seed: int, ready: Any, go: Any, resul
             time.sleep(delay)
     result.value = time.monotonic() - started
     sock.close()
+
+
+def cpu_secs(pid: int) -> float:
+    """User + system CPU seconds a live process used so far (NaN once gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -3,7 +3,8 @@
 Delivery (as the events processor): at-least-once. Rows produced from a batch of
 records are written (BatchSink: the store acknowledged) before those records'
 offsets are committed. Rows are coalesced per key before writing (the newest
-version of a leg per flush), so a call costs a few rows, not one per message.
+version of a leg per flush), so a call costs a few rows, not one per message; the
+call_legs core builds a leg's row only when the shell writes (``_changed_rows``).
 
 Crash and restart: records after the last commit are read again. The legs they
 touch are reloaded first: on start the shell reads every leg still live (state
@@ -121,6 +122,10 @@ class CorrelatingShell:
     async def _filter_expired(self, rows: list[PendingRow]) -> list[PendingRow]:
         return rows
 
+    def _changed_rows(self) -> list[PendingRow]:
+        """Rows a core builds lazily (when the shell writes), not per record (default: none)."""
+        return []
+
     # -- loop ----------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -213,6 +218,7 @@ class CorrelatingShell:
 
     async def _flush_and_commit(self) -> None:
         written = 0
+        self._add(self._changed_rows())
         for table, rows in self._pending.items():
             sink = self._sinks[table]
             for values in rows.values():
@@ -318,15 +324,26 @@ class CallLegsProcessor(CorrelatingShell):
         body = env.body
         if self.trunks.trunks and body.method == "INVITE" and body.is_request:
             self.trunks.invite(f"{body.call_id}:{body.from_tag or ''}", body.src.ip, body.dst.ip)
-        rows = leg_rows(self._count_trunks(self.correlator.feed(env)))
+        links = self.correlator.touch(env)
+        if self._pending_since is None and self.correlator.dirty_count:
+            self._pending_since = self._clock()  # the leg's row is due with the batch it belongs to
+        return leg_rows(links)
+
+    def _changed_rows(self) -> list[PendingRow]:
+        """The rows of the legs changed since the last write: one per leg, its newest content."""
+        rows = leg_rows(self._count_trunks(list(self.correlator.rows())))
         if self._orphans:
             for table, key, _ in rows:
                 if table == "call_legs":
-                    self._orphans.pop(key, None)
+                    self._orphans.pop(key, None)  # a message touched it: this process owns it
         return rows
 
+    def _pending_count(self) -> int:
+        return super()._pending_count() + self.correlator.dirty_count
+
     def _expire(self, now: datetime) -> list[PendingRow]:
-        return leg_rows(self._count_trunks(self.correlator.expire(now)))
+        changed = self._changed_rows()  # first: the orphans these touched are owned here
+        return changed + leg_rows(self._count_trunks(self.correlator.expire(now)))
 
     def _count_trunks(self, outputs: list[Output]) -> list[Output]:
         if self.trunks.trunks:

@@ -56,6 +56,7 @@ from processors.health.results import (
     Transition,
 )
 from processors.health.state import HealthCore
+from processors.prefilter import method_is
 from schemas.envelope import Envelope, OptionsEnvelope, SipEnvelope, encode
 from schemas.tables import micros
 from schemas.topics import topic_for
@@ -105,23 +106,9 @@ def own_addresses(topology: TopologyConfig) -> dict[str, frozenset[str]]:
     return out
 
 
-_METHOD = b'"method":"'
-
-
 def sip_wants(value: bytes) -> bool:
-    """OPTIONS requests and their answers (CSeq method), found in the canonical encoding without parsing it.
-
-    Envelopes on the bus are :func:`schemas.envelope.encode`'s output (orjson, no spaces), where a
-    quote inside a string is escaped, so ``"method":"`` is the body's field. A false positive is
-    harmless: the message is validated and checked again.
-    """
-    at = value.find(_METHOD)
-    while at >= 0:
-        start = at + len(_METHOD)
-        if value[start : start + 8].lower() == b'options"':
-            return True
-        at = value.find(_METHOD, start)
-    return False
+    """OPTIONS requests and their answers (CSeq method), found in the canonical encoding without parsing it."""
+    return method_is(value, b"options")
 
 
 class HealthProcessor(CorrelatingShell):

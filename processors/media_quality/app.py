@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import orjson
-
 from processors.call_legs.app import CorrelatingShell, PendingRow
 from processors.media_quality.mos import MediaQualityCore
+from processors.prefilter import may_carry_media
 from schemas.envelope import Envelope, RtcpEnvelope, SipEnvelope
 from schemas.topics import topic_for
 
@@ -38,11 +37,7 @@ class MediaQualityProcessor(CorrelatingShell):
         env = self.envelopes.peek(value)  # decoded by another processor of the process already?
         if env is not None:
             return isinstance(env, SipEnvelope) and (env.body.sdp is not None or bool(env.body.vq_report))
-        doc = orjson.loads(value)
-        if not isinstance(doc, dict):
-            raise ValueError("not an envelope object")
-        body = doc.get("body")
-        return isinstance(body, dict) and (body.get("sdp") is not None or bool(body.get("vq_report")))
+        return may_carry_media(value)
 
     def _feed(self, env: Envelope) -> list[PendingRow]:
         if isinstance(env, RtcpEnvelope):

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-import orjson
-
 from processors.call_legs.app import CorrelatingShell, PendingRow
+from processors.prefilter import method_is
 from processors.registrations.correlator import RegistrationCorrelator, RegistrationRow
 from schemas.envelope import Envelope, SipEnvelope
 from schemas.topics import topic_for
@@ -43,15 +42,11 @@ class RegistrationsProcessor(CorrelatingShell):
 
     def _wants(self, topic: str, value: bytes) -> bool:
         # Only REGISTER transactions matter: skip the full validation of every other SIP message
-        # (and the JSON parse too when another processor of the process has decoded the record).
+        # (the bytes are looked at when no other processor of the process has decoded the record yet).
         env = self.envelopes.peek(value)
         if env is not None:
             return isinstance(env, SipEnvelope) and (env.body.method or "").upper() == "REGISTER"
-        doc = orjson.loads(value)
-        if not isinstance(doc, dict):
-            raise ValueError("not an envelope object")
-        body = doc.get("body")
-        return isinstance(body, dict) and str(body.get("method") or "").upper() == "REGISTER"
+        return method_is(value, b"register")
 
     def _feed(self, env: Envelope) -> list[PendingRow]:
         if not isinstance(env, SipEnvelope):

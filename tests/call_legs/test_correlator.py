@@ -425,3 +425,90 @@ def test_own_call_id_as_correlation_id_is_no_link() -> None:
     c = LegCorrelator()
     out = c.feed(Dialog().msg(0, "INVITE", correlation_id="call-1@10.0.0.1"))
     assert [o for o in out if isinstance(o, LinkRow)] == []
+
+
+def test_touch_then_rows_gives_the_newest_content_once_per_leg() -> None:
+    """Rows built when the shell writes: one per changed leg, equal to what feeding one by one ends with."""
+    msgs = [
+        *answered_setup(),
+        D.msg(62, "BYE", cseq=2, to_tag="tt-b", branch="z9hG4bK-bye", reason_header="Q.850;cause=16"),
+        resp(62.005, 200, "OK", method="BYE", cseq=2, to_tag="tt-b", branch="z9hG4bK-bye"),
+    ]
+    _, eager = feed_all(msgs)
+    lazy = LegCorrelator()
+    links: list[LinkRow] = []
+    for m in msgs:
+        links.extend(lazy.touch(m))
+    assert lazy.dirty_count == 1
+    (row,) = lazy.rows()
+    assert lazy.dirty_count == 0
+    assert lazy.rows() == []
+    assert row.golden() == last(eager).golden() == base()
+    assert links == [o for o in eager if isinstance(o, LinkRow)]
+    # A leg whose content did not change since its last row gives no new version.
+    lazy.touch(msgs[-1])  # a replay: not even marked
+    assert lazy.dirty_count == 0
+
+
+def test_a_message_moves_the_deadline_and_closed_legs_are_forgotten_after_linger() -> None:
+    cfg = CallLegsConfig(setup_timeout_secs=10, ringing_timeout_secs=60, answered_max_secs=3600, final_linger_secs=5)
+    c = LegCorrelator(cfg)
+    c.feed(invite())
+    assert c.expire(at(9)) == []
+    c.feed(resp(8, 180, "Ringing", to_tag="tt-b"))  # before the setup deadline: ringing runs to 68
+    assert c.expire(at(11)) == []  # the setup deadline at 10 no longer holds
+    assert len(c) == 1
+    (row,) = legs(c.expire(at(68.5)))
+    assert (row.state, row.ended_at) == ("timeout", at(68))
+    assert len(c) == 1  # lingers for late messages
+    assert c.expire(at(72)) == []
+    assert len(c) == 1
+    assert c.expire(at(73.1)) == []
+    assert len(c) == 0
+
+    done = LegCorrelator(cfg)
+    out = [
+        o
+        for m in (*answered_setup(), D.msg(62, "BYE", cseq=2, to_tag="tt-b", branch="z9hG4bK-bye"))
+        for o in done.feed(m)
+    ]
+    assert last(out).state == "completed"
+    assert done.expire(at(66.9)) == []
+    assert len(done) == 1
+    assert done.expire(at(67.1)) == []
+    assert len(done) == 0
+
+
+def test_expire_looks_only_at_due_legs_among_many() -> None:
+    cfg = CallLegsConfig(setup_timeout_secs=10, ringing_timeout_secs=60, answered_max_secs=3600, final_linger_secs=5)
+    c = LegCorrelator(cfg)
+    for i in range(2000):
+        d = Dialog(call_id=f"held-{i}")
+        c.feed(d.msg(i / 100, "INVITE", codecs=OFFER))
+        c.feed(d.msg(i / 100 + 1, "INVITE", status=200, reason="OK", to_tag="tt", src=SBC, dst=CALLER))
+    late = Dialog(call_id="late-1")
+    c.feed(late.msg(0, "INVITE", codecs=OFFER))
+    assert len(c) == 2001
+    (row,) = legs(c.expire(at(10.5)))  # only the leg that never got an answer
+    assert (row.call_id, row.state) == ("late-1", "timeout")
+    # The answered legs time out one by one as their own deadlines (last message + 3600 s) pass.
+    rows = legs(c.expire(at(3601 + 4.995)))
+    assert [r.call_id for r in rows] == [f"held-{i}" for i in range(500)]
+    assert all(r.state == "timeout" and r.ended_by == "system" for r in rows)
+
+
+def test_row_values_are_the_table_columns_in_order_with_arrays_as_lists() -> None:
+    from schemas.tables import COLUMNS
+
+    _, out = feed_all(answered_setup())
+    row = last(out)
+    values = row.values()
+    names = [c[0] if isinstance(c, tuple) else c for c in COLUMNS["call_legs"]]
+    assert list(LegRow._fields) == names
+    assert len(values) == len(names)
+    for name, value in zip(names, values, strict=True):
+        original = getattr(row, name)
+        if isinstance(original, tuple):
+            assert value == list(original), name
+        else:
+            assert value is original, name

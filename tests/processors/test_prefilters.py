@@ -1,7 +1,8 @@
 """The correlating shells' prefilters: records their core would ignore skip the full validation.
 
 The events processor validates (and dead-letters) every envelope; the registrations and
-media_quality shells only read, so they look at a few fields with orjson first.
+media_quality shells only read, so they look at the canonical encoding's bytes first
+(processors/prefilter.py).
 """
 
 from __future__ import annotations
@@ -59,8 +60,25 @@ def test_media_quality_reads_rtcp_sdp_and_vq_reports() -> None:
 
 
 @pytest.mark.parametrize("cls", [RegistrationsProcessor, MediaQualityProcessor])
-def test_unreadable_records_are_counted_not_raised(cls: type[CorrelatingShell]) -> None:
+def test_unreadable_records_are_skipped_or_counted_never_raised(cls: type[CorrelatingShell]) -> None:
     shell = _shell(cls)
+    # Skipped by the byte check (registrations: no REGISTER in it) or counted once validation fails
+    # (media_quality: nothing says "no SDP"); never raised. The events processor dead-letters them.
     shell._handle(SIP, b"not json")
     shell._handle(SIP, b"[1, 2]")
-    assert _errors(shell) == 2.0
+    before = _errors(shell)
+    assert before == (2.0 if cls is MediaQualityProcessor else 0.0)
+    wanted_but_broken = b'{"v":1,"kind":"sip","body":{"method":"REGISTER","sdp":{"media":[]},'
+    shell._handle(SIP, wanted_but_broken)
+    assert _errors(shell) == before + 1
+
+
+def test_the_byte_checks_agree_with_the_decoded_fields() -> None:
+    from processors.prefilter import may_carry_media, method_is
+
+    for method in ("REGISTER", "register", "OPTIONS", "INVITE", "BYE", None):
+        for sdp in (None, {"media": []}):
+            value = _sip(method=method, sdp=sdp, vq_report=None, raw='x "method":"REGISTER" "sdp":null')
+            assert method_is(value, b"register") is ((method or "").upper() == "REGISTER")
+            assert method_is(value, b"options") is ((method or "").upper() == "OPTIONS")
+            assert may_carry_media(value) is (sdp is not None)
