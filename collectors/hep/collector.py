@@ -47,6 +47,7 @@ from callscope.telemetry import Telemetry
 from collectors.hep.config import HepConfig
 from collectors.hep.decode import HepError, decode, frame_stream
 from collectors.hep.events import envelope_from_hep
+from collectors.hep.recv import BatchReceiver, batch_receiver
 from schemas.errors import DecodeError, StartupError
 from schemas.topics import DEADLETTER, deadletter_record, topic_for
 
@@ -208,7 +209,16 @@ class HepCollector:
 
     # ------------------------------------------------------------------ UDP thread
     def _recv_loop(self, sock: socket.socket) -> None:
-        """Read datagrams until the socket is shut down; never touches the event loop but to wake it."""
+        """Read datagrams until the socket is shut down; never touches the event loop but to wake it.
+
+        In batches through ``recvmmsg`` where the platform has it (:mod:`.recv`: one GIL
+        hand-off per batch, not per packet), else one ``recv_into`` per packet.
+        """
+        batch = self.config.recv_batch_packets
+        receiver = batch_receiver(sock, batch=batch, slot_bytes=self.config.max_packet_bytes + 1) if batch > 1 else None
+        if receiver is not None:
+            self._recv_batches(receiver)
+            return
         buf = bytearray(self.config.max_packet_bytes + 1)
         view = memoryview(buf)
         queue = self._queue
@@ -231,6 +241,34 @@ class HepCollector:
                 queue.append((bytes(view[:n]), now() // 1000, "udp"))
             if self._sleeping:
                 wake()
+
+    def _recv_batches(self, receiver: BatchReceiver) -> None:
+        queue = self._queue
+        limit = self.config.queue_max_packets
+        now = time.time_ns
+        wake = self._wake_threadsafe
+        while True:
+            try:
+                packets = receiver.receive()
+            except OSError:
+                if self._closing_udp:
+                    return
+                continue
+            if self._closing_udp and (not packets or not packets[-1]):  # shut down, or woken by the empty datagram
+                packets = [pkt for pkt in packets if pkt]
+                closing = True
+            else:
+                closing = False
+            ts = now() // 1000
+            room = limit - len(queue)
+            if room < len(packets):
+                self._queue_full_udp += len(packets) - max(room, 0)
+                packets = packets[: max(room, 0)]
+            queue.extend([(pkt, ts, "udp") for pkt in packets])
+            if self._sleeping:
+                wake()
+            if closing:
+                return
 
     def _wake_threadsafe(self) -> None:
         self._sleeping = False

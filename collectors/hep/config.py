@@ -32,6 +32,12 @@ class HepConfig(BaseModel):
     max_packet_bytes: int = Field(default=65535, ge=512, le=1048576)
     batch_max_messages: int = Field(default=2000, ge=1)
     batch_max_age_ms: int = Field(default=50, ge=1, le=10000)
+    recv_batch_packets: int = Field(
+        default=512,
+        ge=1,
+        le=4096,
+        description="UDP datagrams taken per recvmmsg call (one GIL hand-off per batch); 1 reads one per call.",
+    )
     queue_max_packets: int = Field(default=200_000, ge=1000, description="Packets held between receive thread and bus.")
 
     @field_validator("listen")

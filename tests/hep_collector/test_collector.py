@@ -39,8 +39,9 @@ def _keys(h: Harness, topic: str) -> list[bytes]:
     return [r.key or b"" for r in h.records if r.topic == topic]
 
 
-async def test_udp_packets_land_on_their_topics_with_their_keys(hep_harness: Any) -> None:
-    h: Harness = await hep_harness()
+@pytest.mark.parametrize("recv_batch_packets", [512, 1], ids=["recvmmsg", "recv_into"])
+async def test_udp_packets_land_on_their_topics_with_their_keys(hep_harness: Any, recv_batch_packets: int) -> None:
+    h: Harness = await hep_harness(recv_batch_packets=recv_batch_packets)
     assert h.collector.describe() == f"udp+tcp 127.0.0.1:{h.port} (HEP v1/v2/v3)"
     assert h.collector.healthcheck()
     packets = [hep_packet(sip_message(call_id=f"c{i}@udp")) for i in range(50)]
