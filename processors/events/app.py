@@ -60,6 +60,7 @@ class EventsProcessor:
         self._received: dict[str, Any] = {}  # topic -> events_received child
         self._sources: dict[tuple[str, str], Any] = {}  # (node, kind) -> source_last_event_ts child
         self._batch_sources: set[tuple[str, str]] = set()
+        self._kinds: dict[str, str] = {}  # topic -> kind (its last segment), the source label
         self.group = f"{config.group_prefix}.{NAME}"
         self.ready = asyncio.Event()
 
@@ -118,7 +119,10 @@ class EventsProcessor:
             return out
         self._sink(out.table).add(out.values, len(value))
         if out.node:
-            self._batch_sources.add((out.node, topic.rsplit(".", 1)[-1]))
+            kind = self._kinds.get(topic)
+            if kind is None:
+                kind = self._kinds[topic] = topic.rsplit(".", 1)[-1]
+            self._batch_sources.add((out.node, kind))
         return None
 
     async def _dead_letter(self, topic: str, value: bytes, key: bytes | None, out: Rejected) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
+from callscope.bus.envelopes import EnvelopeCache
 from callscope.bus.memory import MemoryBus
 from callscope.settings import MemoryBusConfig, ProcessorConfig, StoreConfig
 from callscope.store.client import Store
@@ -22,6 +23,8 @@ from callscope.store.sink import FaultInjector
 from callscope.telemetry import Telemetry
 from processors.events.app import EventsProcessor
 from processors.events.route import Rejected, Row, route
+from schemas.envelope import KINDS, validate
+from schemas.tables import row_for
 from schemas.topics import ALL_TOPICS, DEADLETTER, deadletter_record, topic_for
 from tests.samples import sample_envelope
 
@@ -176,3 +179,14 @@ async def test_redelivery_after_a_crash_is_not_stored_twice(pipeline: Pipeline) 
     await _drained(pipeline)
     assert _count(pipeline.store, "SELECT count() AS n FROM logs FINAL") == 100
     await producer.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_route_gives_row_for_s_row_and_the_envelope_s_id_and_node(kind: str) -> None:
+    value = _env(kind, 7)
+    out = route(topic_for(kind), value, EnvelopeCache())
+    env = validate(orjson.loads(value))
+    assert out == Row(*row_for(env), env.id, env.node)
+    assert (out.table, out.id, out.node) == (row_for(env)[0], f"{kind}-7", "sbc1")
+    with pytest.raises(AttributeError):
+        out.table = "other"  # type: ignore[misc]
