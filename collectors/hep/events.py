@@ -44,6 +44,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -51,11 +52,12 @@ import orjson
 from callscope.settings import TopologyConfig
 from collectors.hep.config import HepConfig
 from collectors.hep.decode import HepPacket, encode_hep3
-from collectors.hep.sip import parse_fields
+from collectors.hep.sip import parse_fields_pure
+from collectors.hep.speedups import native
 from schemas.envelope import SCHEMA_VERSION
 from schemas.errors import DecodeError
 
-__all__ = ["PAYLOAD_TYPES", "envelope_from_hep", "node_for_packet", "ts_text"]
+__all__ = ["PAYLOAD_TYPES", "envelope_from_hep", "envelope_from_hep_pure", "node_for_packet", "ts_text"]
 
 #: Payload types with an envelope kind.
 PAYLOAD_TYPES = {1: "sip", 5: "rtcp", 100: "log"}
@@ -178,7 +180,7 @@ def _context_for(topology: TopologyConfig, hep: HepConfig, collector_node: str) 
     return ctx
 
 
-def envelope_from_hep(
+def envelope_from_hep_pure(
     pkt: HepPacket,
     *,
     topology: TopologyConfig,
@@ -186,7 +188,11 @@ def envelope_from_hep(
     received_us: int,
     collector_node: str,
 ) -> tuple[str, str, bytes]:
-    """Translate one decoded packet into ``(kind, key, envelope JSON)``. Raises :class:`DecodeError`."""
+    """Translate one decoded packet into ``(kind, key, envelope JSON)``. Raises :class:`DecodeError`.
+
+    The pure-Python reference; :data:`envelope_from_hep` is the same with the C accelerator
+    encoding SIP packets when it is built (see :mod:`collectors.hep.speedups`).
+    """
     ptype = pkt.payload_type
     kind = PAYLOAD_TYPES.get(ptype)
     if kind is None:
@@ -212,7 +218,7 @@ def envelope_from_hep(
     body: dict[str, Any] = {}
     rtcp_body: bytes | None = None
     if kind == "sip":
-        fields = parse_fields(
+        fields = parse_fields_pure(
             pkt.payload, correlation_headers=hep.correlation_headers, max_message_bytes=hep.max_packet_bytes
         )
         key = fields["call_id"]
@@ -271,3 +277,74 @@ def envelope_from_hep(
         return kind, key, _dumps(envelope)[:-1] + b',"body":' + rtcp_body + b"}"
     envelope["body"] = body
     return kind, key, _dumps(envelope)
+
+
+def _envelope_from_hep_native(
+    pkt: HepPacket,
+    *,
+    topology: TopologyConfig,
+    hep: HepConfig,
+    received_us: int,
+    collector_node: str,
+) -> tuple[str, str, bytes]:
+    """:func:`envelope_from_hep_pure` with the SIP body parsed and the envelope encoded in C.
+
+    Only a SIP packet that passes every check is encoded here; the C function gives up
+    (``None``) on a message it does not read itself, and everything else -- other payload
+    types, errors of any kind -- is left to :func:`envelope_from_hep_pure`, so results and
+    errors are that function's.
+    """
+    if pkt.payload_type == 1 and not pkt.keepalive and _sip_envelope is not None:
+        ctx = _context
+        if ctx is None or ctx.topology is not topology or ctx.hep is not hep or ctx.collector_node != collector_node:
+            ctx = _context_for(topology, hep, collector_node)
+        correlation_id = pkt.correlation_id
+        if (ctx.auth_key is None or hmac.compare_digest(pkt.auth_key or b"", ctx.auth_key)) and (
+            correlation_id is None or len(correlation_id) <= 1024
+        ):
+            node, role, capture_id = ctx.node(pkt)
+            ts_sec = pkt.ts_sec
+            ts_usec = pkt.ts_usec
+            ts_us = ts_sec * 1_000_000 + ts_usec if pkt.version != 1 and (ts_sec or ts_usec) else received_us
+            try:  # the pure path parses first: its SIP error comes before a time error
+                head = _dumps(
+                    {
+                        "v": SCHEMA_VERSION,
+                        "kind": "sip",
+                        "id": ctx.event_id("sip", node, pkt.raw or encode_hep3(pkt)),
+                        "node": node,
+                        "role": role,
+                        "ts": ts_text(ts_us),
+                        "received": ts_text(received_us),
+                    }
+                )
+            except DecodeError:
+                head = None
+            if head is not None:
+                done = _sip_envelope(
+                    pkt.payload,
+                    hep.correlation_headers,
+                    hep.max_packet_bytes,
+                    head,
+                    pkt.src_ip[:64],
+                    pkt.src_port,
+                    pkt.dst_ip[:64],
+                    pkt.dst_port,
+                    _TRANSPORTS.get(pkt.protocol, "other"),
+                    capture_id,
+                    pkt.capture_name,
+                    correlation_id,
+                )
+                if done is not None:
+                    return "sip", done[0], done[1]
+    return envelope_from_hep_pure(
+        pkt, topology=topology, hep=hep, received_us=received_us, collector_node=collector_node
+    )
+
+
+_sip_envelope: Callable[..., tuple[str, bytes] | None] | None = None
+#: Translate one decoded packet: :func:`envelope_from_hep_pure`, or with the C accelerator when it is built.
+envelope_from_hep: Callable[..., tuple[str, str, bytes]] = envelope_from_hep_pure
+if native is not None:
+    _sip_envelope = native.sip_envelope
+    envelope_from_hep = _envelope_from_hep_native
