@@ -39,6 +39,8 @@ static PyObject *py_name_addr;    /* collectors.hep.sip_headers.name_addr */
 static PyObject *static_codecs;   /* collectors.hep.sdp.STATIC_CODECS */
 static PyObject *py_vq_report;    /* collectors.hep.sdp.parse_vq_report */
 static PyObject *default_correlation; /* ("x-cid",) */
+static PyObject *py_ts_text;      /* collectors.hep.events.ts_text */
+static PyObject *seconds_cache;   /* collectors.hep.events._SECONDS */
 
 #define MAX_TABLE 64
 typedef struct {
@@ -1822,26 +1824,66 @@ put_addr(out_t *o, PyObject *ip, PyObject *port)
 }
 
 /*
- * sip_envelope(payload, correlation_headers, max_message_bytes, head, src_ip, src_port, dst_ip,
- *              dst_port, transport, capture_id, capture_name, correlation_id)
+ * events.ts_text(ts_us) as JSON: the seconds' text from events._SECONDS (the cache the
+ * Python function fills), the microseconds in six digits. On a cache miss, or a value
+ * outside 0 .. 2^62, the Python function itself gives the text (or raises its DecodeError).
+ */
+static int
+put_ts(out_t *o, PyObject *ts_us)
+{
+    long long us = PyLong_CheckExact(ts_us) ? PyLong_AsLongLong(ts_us) : -1;
+    if (us == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    if (us >= 0 && us < (1LL << 62)) {
+        PyObject *sec = PyLong_FromLongLong(us / 1000000);
+        if (sec == NULL)
+            return -1;
+        PyObject *text = PyDict_GetItemWithError(seconds_cache, sec); /* borrowed */
+        Py_DECREF(sec);
+        if (text == NULL && PyErr_Occurred())
+            return -1;
+        if (text != NULL && PyUnicode_CheckExact(text) && PyUnicode_IS_ASCII(text)) {
+            char usec[8];
+            long long u = us % 1000000;
+            for (int i = 5; i >= 0; i--) {
+                usec[i] = (char)('0' + u % 10);
+                u /= 10;
+            }
+            usec[6] = 'Z';
+            Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+            if (PUT_LIT(o, "\"") < 0 || put(o, PyUnicode_DATA(text), n) < 0 || put(o, usec, 7) < 0 ||
+                PUT_LIT(o, "\"") < 0)
+                return -1;
+            return 1;
+        }
+    }
+    PyObject *text = PyObject_CallOneArg(py_ts_text, ts_us);
+    if (text == NULL)
+        return -1;
+    int r = put_obj(o, text, 1);
+    Py_DECREF(text);
+    return r;
+}
+
+/*
+ * sip_envelope(payload, correlation_headers, max_message_bytes, v, event_id, node, role, ts_us,
+ *              received_us, src_ip, src_port, dst_ip, dst_port, transport, capture_id,
+ *              capture_name, correlation_id)
  *   -> (call_id, envelope bytes) or None
  *
- * head: orjson's encoding of the envelope without "key" and "body". The result is what
- * events.envelope_from_hep_pure encodes for a SIP packet; None when the Python path must
- * read the message (or encode a value this writer does not).
+ * What events.envelope_from_hep_pure returns for a SIP packet, given what it computes before
+ * the body; None when the Python path must read the message (or encode a value this writer
+ * does not). Errors: those of events.ts_text (after the message parsed, as in the pure path).
  */
 static PyObject *
 sip_envelope(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!configured(parse_fallback))
+    if (!configured(parse_fallback) || !configured(py_ts_text))
         return NULL;
-    if (nargs != 12) {
-        PyErr_SetString(PyExc_TypeError, "sip_envelope takes 12 arguments");
+    if (nargs != 17) {
+        PyErr_SetString(PyExc_TypeError, "sip_envelope takes 17 arguments");
         return NULL;
     }
-    PyObject *head = args[3];
-    if (!PyBytes_CheckExact(head) || PyBytes_GET_SIZE(head) < 2)
-        Py_RETURN_NONE;
     const char *d;
     Py_ssize_t n, head_end;
     int ok = sip_prepare(args[0], args[1], args[2], &d, &n, &head_end);
@@ -1861,27 +1903,41 @@ sip_envelope(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     out_t o = {NULL, 0, 0};
     PyObject *result = NULL;
     int r = 0;
-    if (grow(&o, PyBytes_GET_SIZE(head) + 2 * n + 512) < 0)
+    if (grow(&o, 2 * n + 1024) < 0)
         goto done;
-    /* head without its "}" */
-    if (put(&o, PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head) - 1) < 0 || PUT_LIT(&o, ",\"key\":") < 0)
+    static const char *head_keys[4] = {"{\"v\":", ",\"kind\":\"sip\",\"id\":", ",\"node\":", ",\"role\":"};
+    for (int i = 0; i < 4; i++) {
+        if (put_key(&o, head_keys[i]) < 0)
+            goto done;
+        if ((r = put_obj(&o, args[3 + i], 1)) <= 0)
+            goto done;
+    }
+    if (PUT_LIT(&o, ",\"ts\":") < 0)
+        goto done;
+    if ((r = put_ts(&o, args[7])) <= 0)
+        goto done;
+    if (PUT_LIT(&o, ",\"received\":") < 0)
+        goto done;
+    if ((r = put_ts(&o, args[8])) <= 0)
+        goto done;
+    if (PUT_LIT(&o, ",\"key\":") < 0)
         goto done;
     if ((r = put_obj(&o, vals[K_CALL_ID], 1)) <= 0)
         goto done;
     if (PUT_LIT(&o, ",\"body\":{\"src\":") < 0)
         goto done;
-    if ((r = put_addr(&o, args[4], args[5])) <= 0)
+    if ((r = put_addr(&o, args[9], args[10])) <= 0)
         goto done;
     if (PUT_LIT(&o, ",\"dst\":") < 0)
         goto done;
-    if ((r = put_addr(&o, args[6], args[7])) <= 0)
+    if ((r = put_addr(&o, args[11], args[12])) <= 0)
         goto done;
     static const char *transport_keys[4] = {",\"transport\":", ",\"capture_id\":", ",\"capture_name\":",
                                             ",\"correlation_id\":"};
     for (int i = 0; i < 4; i++) {
         if (put_key(&o, transport_keys[i]) < 0)
             goto done;
-        if ((r = put_obj(&o, args[8 + i], 1)) <= 0)
+        if ((r = put_obj(&o, args[13 + i], 1)) <= 0)
             goto done;
     }
     for (int i = 0; i < K_COUNT; i++) {
@@ -1905,6 +1961,19 @@ done:
     return result;
 }
 
+static PyObject *
+configure_envelope(PyObject *self, PyObject *args)
+{
+    PyObject *ts_text, *cache;
+    if (!PyArg_ParseTuple(args, "OO!:configure_envelope", &ts_text, &PyDict_Type, &cache))
+        return NULL;
+    Py_INCREF(ts_text);
+    Py_XSETREF(py_ts_text, ts_text);
+    Py_INCREF(cache);
+    Py_XSETREF(seconds_cache, cache);
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef methods[] = {
@@ -1913,9 +1982,11 @@ static PyMethodDef methods[] = {
      "configure_sip(parse_fields_pure, name_addr, summarize, parse_vq_report, COMPACT, KEPT_HEADERS, MULTI)"},
     {"decode", (PyCFunction)(void (*)(void))decode, METH_FASTCALL,
      "decode(data) -> HepPacket: collectors.hep.decode.decode_pure, in C for the common HEP3 packets."},
+    {"configure_envelope", configure_envelope, METH_VARARGS, "configure_envelope(ts_text, seconds_cache)"},
     {"sip_envelope", (PyCFunction)(void (*)(void))sip_envelope, METH_FASTCALL,
-     "sip_envelope(payload, correlation_headers, max_message_bytes, head, src_ip, src_port, dst_ip, dst_port, "
-     "transport, capture_id, capture_name, correlation_id) -> (call_id, envelope) or None"},
+     "sip_envelope(payload, correlation_headers, max_message_bytes, v, event_id, node, role, ts_us, received_us, "
+     "src_ip, src_port, dst_ip, dst_port, transport, capture_id, capture_name, correlation_id) "
+     "-> (call_id, envelope) or None"},
     {"parse_fields", (PyCFunction)(void (*)(void))parse_fields, METH_FASTCALL | METH_KEYWORDS,
      "parse_fields(data, *, correlation_headers=('x-cid',), max_message_bytes=65535) -> dict: "
      "collectors.hep.sip.parse_fields_pure, in C for the common messages."},

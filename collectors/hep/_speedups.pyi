@@ -18,11 +18,17 @@ def decode(data: bytes | bytearray | memoryview, /) -> HepPacket: ...
 def parse_fields(
     data: bytes, /, *, correlation_headers: Sequence[str] = ..., max_message_bytes: int = ...
 ) -> Mapping[str, Any]: ...
+def configure_envelope(ts_text: Callable[[int], str], seconds_cache: dict[int, str], /) -> None: ...
 def sip_envelope(
     payload: bytes,
     correlation_headers: Sequence[str],
     max_message_bytes: int,
-    head: bytes,
+    v: int,
+    event_id: str,
+    node: str,
+    role: str,
+    ts_us: int,
+    received_us: int,
     src_ip: str,
     src_port: int,
     dst_ip: str,

@@ -292,7 +292,8 @@ def _envelope_from_hep_native(
     Only a SIP packet that passes every check is encoded here; the C function gives up
     (``None``) on a message it does not read itself, and everything else -- other payload
     types, errors of any kind -- is left to :func:`envelope_from_hep_pure`, so results and
-    errors are that function's.
+    errors are that function's. The one error raised on this path is :func:`ts_text`'s
+    (``time``), which the C function raises after the message parsed, as the pure path does.
     """
     if pkt.payload_type == 1 and not pkt.keepalive and _sip_envelope is not None:
         ctx = _context
@@ -305,38 +306,27 @@ def _envelope_from_hep_native(
             node, role, capture_id = ctx.node(pkt)
             ts_sec = pkt.ts_sec
             ts_usec = pkt.ts_usec
-            ts_us = ts_sec * 1_000_000 + ts_usec if pkt.version != 1 and (ts_sec or ts_usec) else received_us
-            try:  # the pure path parses first: its SIP error comes before a time error
-                head = _dumps(
-                    {
-                        "v": SCHEMA_VERSION,
-                        "kind": "sip",
-                        "id": ctx.event_id("sip", node, pkt.raw or encode_hep3(pkt)),
-                        "node": node,
-                        "role": role,
-                        "ts": ts_text(ts_us),
-                        "received": ts_text(received_us),
-                    }
-                )
-            except DecodeError:
-                head = None
-            if head is not None:
-                done = _sip_envelope(
-                    pkt.payload,
-                    hep.correlation_headers,
-                    hep.max_packet_bytes,
-                    head,
-                    pkt.src_ip[:64],
-                    pkt.src_port,
-                    pkt.dst_ip[:64],
-                    pkt.dst_port,
-                    _TRANSPORTS.get(pkt.protocol, "other"),
-                    capture_id,
-                    pkt.capture_name,
-                    correlation_id,
-                )
-                if done is not None:
-                    return "sip", done[0], done[1]
+            done = _sip_envelope(
+                pkt.payload,
+                hep.correlation_headers,
+                hep.max_packet_bytes,
+                SCHEMA_VERSION,
+                ctx.event_id("sip", node, pkt.raw or encode_hep3(pkt)),
+                node,
+                role,
+                ts_sec * 1_000_000 + ts_usec if pkt.version != 1 and (ts_sec or ts_usec) else received_us,
+                received_us,
+                pkt.src_ip[:64],
+                pkt.src_port,
+                pkt.dst_ip[:64],
+                pkt.dst_port,
+                _TRANSPORTS.get(pkt.protocol, "other"),
+                capture_id,
+                pkt.capture_name,
+                correlation_id,
+            )
+            if done is not None:
+                return "sip", done[0], done[1]
     return envelope_from_hep_pure(
         pkt, topology=topology, hep=hep, received_us=received_us, collector_node=collector_node
     )
@@ -346,5 +336,6 @@ _sip_envelope: Callable[..., tuple[str, bytes] | None] | None = None
 #: Translate one decoded packet: :func:`envelope_from_hep_pure`, or with the C accelerator when it is built.
 envelope_from_hep: Callable[..., tuple[str, str, bytes]] = envelope_from_hep_pure
 if native is not None:
+    native.configure_envelope(ts_text, _SECONDS)
     _sip_envelope = native.sip_envelope
     envelope_from_hep = _envelope_from_hep_native

@@ -75,11 +75,13 @@ def test_the_accelerator_reads_the_common_packets_itself() -> None:
     sip_packets = [p for p in packets if p.payload_type == 1]
     assert len(sip_packets) == 36
     for pkt in sip_packets:
-        done = native.sip_envelope(
-            pkt.payload, ("x-cid",), 65535, b'{"v":1}', "10.0.0.1", 1, "10.0.0.2", 2, "udp", None, None, None
-        )
+        ts_us = 1_700_000_000_000_007
+        events.ts_text(ts_us)  # the seconds' text is cached: no call back into Python
+        args = (pkt.payload, ("x-cid",), 65535, 1, "id", "n", "r", ts_us, ts_us, "10.0.0.1", 1, "10.0.0.2", 2)
+        done = native.sip_envelope(*args, "udp", None, None, None)
         assert done is not None
-        assert done[1].startswith(b'{"v":1,"key":')
+        head = b'{"v":1,"kind":"sip","id":"id","node":"n","role":"r","ts":"2023-11-14T22:13:20.000007Z"'
+        assert done[1].startswith(head)
     native.configure_decode(HepPacket, refuse)
     try:
         with pytest.raises(AssertionError, match="handed to the Python path"):
@@ -260,3 +262,22 @@ def test_pure_environment_variable_forces_the_python_path() -> None:
     args: dict[str, Any] = {"topology": BENCH_TOPOLOGY, "hep": BENCH_HEP, "received_us": 1, "collector_node": "c"}
     fast = [events.envelope_from_hep(decode_module.decode(raw), **args)[2].decode() for raw in build_mix(2)]
     assert out.splitlines() == fast
+
+
+@pytest.mark.parametrize("received_us", [0, -1, 1_700_000_000_999_999, 253_402_300_800_000_000, 10**20, 2**64])
+def test_times_and_their_errors(received_us: int) -> None:
+    """Times the seconds cache has and has not seen, out of range ones (``time``), and a SIP error first."""
+    from tests.hep.differential import TOPOLOGY, outcome
+
+    hep = BENCH_HEP
+    args: dict[str, Any] = {"topology": TOPOLOGY, "hep": hep, "received_us": received_us, "collector_node": "c"}
+    bad_sip = b"INVITE sip:b@h SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n"  # no Call-ID
+    packets = [decode_pure(raw) for raw in build_mix(1)]
+    packets.append(HepPacket(1, 2, 17, "1.2.3.4", 1, "1.2.3.5", 2, 0, 0, 1, RINGING))  # HEPv1: received time
+    packets.append(HepPacket(3, 2, 17, "1.2.3.4", 1, "1.2.3.5", 2, 2**60, 5, 1, RINGING))  # time out of range
+    packets.append(HepPacket(3, 2, 17, "1.2.3.4", 1, "1.2.3.5", 2, 2**60, 5, 1, bad_sip))  # SIP error first
+    for pkt in packets:
+        pure = outcome(events.envelope_from_hep_pure, pkt, **args)
+        assert outcome(events.envelope_from_hep, pkt, **args) == pure
+    assert outcome(events.envelope_from_hep, packets[-1], **args)[1:3] == ("SipError", "call_id")
+    assert outcome(events.envelope_from_hep, packets[-2], **args)[1:3] == ("DecodeError", "time")
