@@ -303,7 +303,16 @@ def _envelope_from_hep_native(
         if (ctx.auth_key is None or hmac.compare_digest(pkt.auth_key or b"", ctx.auth_key)) and (
             correlation_id is None or len(correlation_id) <= 1024
         ):
-            node, role, capture_id = ctx.node(pkt)
+            found = ctx.nodes.get((pkt.capture_id, pkt.capture_name))  # ctx.node and ctx.event_id, inlined
+            node, role, capture_id = ctx.node(pkt) if found is None else found
+            raw = pkt.raw or encode_hep3(pkt)
+            prefix = ctx.prefixes.get(("sip", node))
+            if prefix is None:
+                event_id = ctx.event_id("sip", node, raw)
+            else:
+                h = prefix.copy()
+                h.update(raw)
+                event_id = h.hexdigest()
             ts_sec = pkt.ts_sec
             ts_usec = pkt.ts_usec
             done = _sip_envelope(
@@ -311,7 +320,7 @@ def _envelope_from_hep_native(
                 hep.correlation_headers,
                 hep.max_packet_bytes,
                 SCHEMA_VERSION,
-                ctx.event_id("sip", node, pkt.raw or encode_hep3(pkt)),
+                event_id,
                 node,
                 role,
                 ts_sec * 1_000_000 + ts_usec if pkt.version != 1 and (ts_sec or ts_usec) else received_us,
