@@ -1961,6 +1961,51 @@ done:
     return result;
 }
 
+/*
+ * envelope_head(v, kind, event_id, node, role, ts_us, received_us, key) -> bytes or None
+ *
+ * The envelope's JSON up to its "key" (no closing brace): the caller appends ',"body":...}'.
+ * None for a value this writer does not encode; ts_text's errors as raised.
+ */
+static PyObject *
+envelope_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!configured(py_ts_text))
+        return NULL;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "envelope_head takes 8 arguments");
+        return NULL;
+    }
+    static const char *head_keys[5] = {"{\"v\":", ",\"kind\":", ",\"id\":", ",\"node\":", ",\"role\":"};
+    out_t o = {NULL, 0, 0};
+    PyObject *result = NULL;
+    int r = 0;
+    for (int i = 0; i < 5; i++) {
+        if (put_key(&o, head_keys[i]) < 0)
+            goto done;
+        if ((r = put_obj(&o, args[i], 1)) <= 0)
+            goto done;
+    }
+    if (PUT_LIT(&o, ",\"ts\":") < 0)
+        goto done;
+    if ((r = put_ts(&o, args[5])) <= 0)
+        goto done;
+    if (PUT_LIT(&o, ",\"received\":") < 0)
+        goto done;
+    if ((r = put_ts(&o, args[6])) <= 0)
+        goto done;
+    if (PUT_LIT(&o, ",\"key\":") < 0)
+        goto done;
+    if ((r = put_obj(&o, args[7], 1)) <= 0)
+        goto done;
+    result = PyBytes_FromStringAndSize(o.buf, o.len);
+done:
+    PyMem_Free(o.buf);
+    if (result == NULL && r == 0 && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return result;
+}
+
 static PyObject *
 configure_envelope(PyObject *self, PyObject *args)
 {
@@ -1983,6 +2028,8 @@ static PyMethodDef methods[] = {
     {"decode", (PyCFunction)(void (*)(void))decode, METH_FASTCALL,
      "decode(data) -> HepPacket: collectors.hep.decode.decode_pure, in C for the common HEP3 packets."},
     {"configure_envelope", configure_envelope, METH_VARARGS, "configure_envelope(ts_text, seconds_cache)"},
+    {"envelope_head", (PyCFunction)(void (*)(void))envelope_head, METH_FASTCALL,
+     "envelope_head(v, kind, event_id, node, role, ts_us, received_us, key) -> bytes or None"},
     {"sip_envelope", (PyCFunction)(void (*)(void))sip_envelope, METH_FASTCALL,
      "sip_envelope(payload, correlation_headers, max_message_bytes, v, event_id, node, role, ts_us, received_us, "
      "src_ip, src_port, dst_ip, dst_port, transport, capture_id, capture_name, correlation_id) "

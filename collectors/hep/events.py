@@ -289,13 +289,15 @@ def _envelope_from_hep_native(
 ) -> tuple[str, str, bytes]:
     """:func:`envelope_from_hep_pure` with the SIP body parsed and the envelope encoded in C.
 
-    Only a SIP packet that passes every check is encoded here; the C function gives up
+    Only a SIP or RTCP packet that passes every check is encoded here (RTCP: the report's
+    JSON by orjson, as in the pure path, the rest of the envelope in C); the C function gives up
     (``None``) on a message it does not read itself, and everything else -- other payload
     types, errors of any kind -- is left to :func:`envelope_from_hep_pure`, so results and
     errors are that function's. The one error raised on this path is :func:`ts_text`'s
     (``time``), which the C function raises after the message parsed, as the pure path does.
     """
-    if pkt.payload_type == 1 and not pkt.keepalive and _sip_envelope is not None:
+    ptype = pkt.payload_type
+    if ptype in (1, 5) and not pkt.keepalive and _sip_envelope is not None and _envelope_head is not None:
         ctx = _context
         if ctx is None or ctx.topology is not topology or ctx.hep is not hep or ctx.collector_node != collector_node:
             ctx = _context_for(topology, hep, collector_node)
@@ -306,45 +308,73 @@ def _envelope_from_hep_native(
             found = ctx.nodes.get((pkt.capture_id, pkt.capture_name))  # ctx.node and ctx.event_id, inlined
             node, role, capture_id = ctx.node(pkt) if found is None else found
             raw = pkt.raw or encode_hep3(pkt)
-            prefix = ctx.prefixes.get(("sip", node))
+            kind = "sip" if ptype == 1 else "rtcp"
+            prefix = ctx.prefixes.get((kind, node))
             if prefix is None:
-                event_id = ctx.event_id("sip", node, raw)
+                event_id = ctx.event_id(kind, node, raw)
             else:
                 h = prefix.copy()
                 h.update(raw)
                 event_id = h.hexdigest()
             ts_sec = pkt.ts_sec
             ts_usec = pkt.ts_usec
-            done = _sip_envelope(
-                pkt.payload,
-                hep.correlation_headers,
-                hep.max_packet_bytes,
-                SCHEMA_VERSION,
-                event_id,
-                node,
-                role,
-                ts_sec * 1_000_000 + ts_usec if pkt.version != 1 and (ts_sec or ts_usec) else received_us,
-                received_us,
-                pkt.src_ip[:64],
-                pkt.src_port,
-                pkt.dst_ip[:64],
-                pkt.dst_port,
-                _TRANSPORTS.get(pkt.protocol, "other"),
-                capture_id,
-                pkt.capture_name,
-                correlation_id,
-            )
-            if done is not None:
-                return "sip", done[0], done[1]
+            ts_us = ts_sec * 1_000_000 + ts_usec if pkt.version != 1 and (ts_sec or ts_usec) else received_us
+            if ptype == 1:
+                done = _sip_envelope(
+                    pkt.payload,
+                    hep.correlation_headers,
+                    hep.max_packet_bytes,
+                    SCHEMA_VERSION,
+                    event_id,
+                    node,
+                    role,
+                    ts_us,
+                    received_us,
+                    pkt.src_ip[:64],
+                    pkt.src_port,
+                    pkt.dst_ip[:64],
+                    pkt.dst_port,
+                    _TRANSPORTS.get(pkt.protocol, "other"),
+                    capture_id,
+                    pkt.capture_name,
+                    correlation_id,
+                )
+                if done is not None:
+                    return "sip", done[0], done[1]
+            else:  # RTCP: the pure path's body; bad JSON is left to it (its error comes first)
+                try:
+                    report = orjson.loads(pkt.payload)
+                    body = (
+                        _dumps(
+                            {
+                                "src": {"ip": pkt.src_ip[:64], "port": pkt.src_port},
+                                "dst": {"ip": pkt.dst_ip[:64], "port": pkt.dst_port},
+                                "capture_id": capture_id,
+                                "correlation_id": correlation_id,
+                                "report": report,
+                            }
+                        )
+                        if isinstance(report, dict)
+                        else None
+                    )
+                except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # the pure path raises its error
+                    body = None
+                if body is not None:
+                    key = correlation_id or ""
+                    head = _envelope_head(SCHEMA_VERSION, "rtcp", event_id, node, role, ts_us, received_us, key)
+                    if head is not None:
+                        return "rtcp", key, head + b',"body":' + body + b"}"
     return envelope_from_hep_pure(
         pkt, topology=topology, hep=hep, received_us=received_us, collector_node=collector_node
     )
 
 
 _sip_envelope: Callable[..., tuple[str, bytes] | None] | None = None
+_envelope_head: Callable[..., bytes | None] | None = None
 #: Translate one decoded packet: :func:`envelope_from_hep_pure`, or with the C accelerator when it is built.
 envelope_from_hep: Callable[..., tuple[str, str, bytes]] = envelope_from_hep_pure
 if native is not None:
     native.configure_envelope(ts_text, _SECONDS)
     _sip_envelope = native.sip_envelope
+    _envelope_head = native.envelope_head
     envelope_from_hep = _envelope_from_hep_native
