@@ -281,3 +281,19 @@ def test_times_and_their_errors(received_us: int) -> None:
         assert outcome(events.envelope_from_hep, pkt, **args) == pure
     assert outcome(events.envelope_from_hep, packets[-1], **args)[1:3] == ("SipError", "call_id")
     assert outcome(events.envelope_from_hep, packets[-2], **args)[1:3] == ("DecodeError", "time")
+
+
+def test_sip_and_rtcp_envelopes_do_not_need_the_pure_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bench mix's SIP and RTCP packets are encoded without envelope_from_hep_pure (which would raise here)."""
+    args: dict[str, Any] = {"topology": BENCH_TOPOLOGY, "hep": BENCH_HEP, "received_us": 1, "collector_node": "c"}
+    packets = [decode_pure(raw) for raw in build_mix(2)]
+    expected = [events.envelope_from_hep_pure(pkt, **args) for pkt in packets]
+
+    def refuse(*args: object, **kwargs: object) -> tuple[str, str, bytes]:
+        raise AssertionError("handed to the pure path")
+
+    monkeypatch.setattr(events, "envelope_from_hep_pure", refuse)
+    assert [events.envelope_from_hep(pkt, **args) for pkt in packets] == expected
+    log = HepPacket(3, 2, 17, "1.2.3.4", 1, "1.2.3.5", 2, 1, 0, 100, b"a log line")
+    with pytest.raises(AssertionError, match="handed to the pure path"):
+        events.envelope_from_hep(log, **args)
