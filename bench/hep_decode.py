@@ -1,6 +1,6 @@
 """Per-packet cost of the HEP hot path on one core: decode + SIP parse + envelope encode.
 
-    .venv/bin/python bench/hep_decode.py [--packets N] [--runs 3] [--profile]
+    .venv/bin/python bench/hep_decode.py [--packets N] [--runs 3] [--pure | --both] [--profile]
 
 The mix is one call's worth of realistic packets, cycled: INVITE with SDP, 100, 180,
 200 with SDP, ACK, BYE, 200, plus REGISTER/200, OPTIONS/200 and two rtpengine RTCP JSON
@@ -11,6 +11,10 @@ builder do cache is per agent or per host, bounded, and hits in production as it
 here: the node of a capture id, the text of an address (up to 4096 hosts), the spelling
 of a header name, the event-id hasher of a node. Prints packets per second, the median of
 the runs with their min-max spread. ``--profile`` prints a cProfile of one run instead.
+
+It measures the path the collector uses -- the C accelerator when it is built, else the
+pure-Python reference (see :mod:`collectors.hep.speedups`) -- and prints which. ``--pure``
+measures the reference path; ``--both`` measures the two in alternating runs of one process.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import time
 from typing import Any
 
 from callscope.settings import NodeConfig, TopologyConfig
+from collectors.hep import speedups
 from collectors.hep.config import HepConfig
-from collectors.hep.decode import HepPacket, decode, encode_hep3
-from collectors.hep.events import envelope_from_hep
+from collectors.hep.decode import HepPacket, decode, decode_pure, encode_hep3
+from collectors.hep.events import envelope_from_hep, envelope_from_hep_pure
 
 TOPOLOGY = TopologyConfig(nodes=(NodeConfig(name="sbc-1", role="sbc", hep_capture_id=2001),))
 HEP = HepConfig()
@@ -114,22 +119,24 @@ def build_mix(variants: int = VARIANTS) -> list[bytes]:
     return out
 
 
-def _once(mix: list[bytes], n: int) -> float:
+def _once(mix: list[bytes], n: int, pure: bool = False) -> float:
     topology, hep = TOPOLOGY, HEP
     received = 1_700_000_000_000_000
     m = len(mix)
+    dec, envelope = (decode_pure, envelope_from_hep_pure) if pure else (decode, envelope_from_hep)
     start = time.perf_counter()
     for i in range(n):
-        pkt = decode(mix[i % m])
-        envelope_from_hep(pkt, topology=topology, hep=hep, received_us=received, collector_node="col")
+        pkt = dec(mix[i % m])
+        envelope(pkt, topology=topology, hep=hep, received_us=received, collector_node="col")
     return n / (time.perf_counter() - start)
 
 
-def run(n: int = 200_000, runs: int = 3) -> dict[str, Any]:
-    """Packets per second (median of ``runs``) for ``n`` packets per run."""
-    mix = build_mix()
-    _once(mix, min(n, 5000))  # warm caches
-    rates = [_once(mix, n) for _ in range(runs)]
+def path(pure: bool = False) -> str:
+    """The path measured: ``"c"`` (the accelerator) or ``"python"``."""
+    return "python" if pure else speedups.PATH
+
+
+def _result(rates: list[float], n: int, runs: int, mix: list[bytes], pure: bool) -> dict[str, Any]:
     return {
         "hep_decode_pps": statistics.median(rates),
         "min": min(rates),
@@ -137,7 +144,36 @@ def run(n: int = 200_000, runs: int = 3) -> dict[str, Any]:
         "packets": n,
         "runs": runs,
         "mix_bytes_avg": sum(map(len, mix)) / len(mix),
+        "path": path(pure),
     }
+
+
+def run(n: int = 200_000, runs: int = 3, *, pure: bool = False) -> dict[str, Any]:
+    """Packets per second (median of ``runs``) for ``n`` packets per run, on the collector's path or the pure one."""
+    mix = build_mix()
+    _once(mix, min(n, 5000), pure)  # warm caches
+    rates = [_once(mix, n, pure) for _ in range(runs)]
+    return _result(rates, n, runs, mix, pure)
+
+
+def run_both(n: int = 200_000, runs: int = 3) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`run` for the collector's path and the pure one, their runs alternating (same machine state)."""
+    mix = build_mix()
+    _once(mix, min(n, 5000), False)
+    _once(mix, min(n, 5000), True)
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(runs):
+        for pure in (False, True):
+            rates[pure].append(_once(mix, n, pure))
+    return _result(rates[False], n, runs, mix, False), _result(rates[True], n, runs, mix, True)
+
+
+def _print(res: dict[str, Any]) -> None:
+    print(
+        f"hep_decode [{res['path']}]: {res['hep_decode_pps']:,.0f} packets/s median of {res['runs']} "
+        f"(spread {res['min']:,.0f}-{res['max']:,.0f}), {res['packets']:,} packets/run, "
+        f"avg packet {res['mix_bytes_avg']:.0f} B; target 100,000, floor 50,000"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packets", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one run instead")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--pure", action="store_true", help="measure the pure-Python reference path")
+    which.add_argument("--both", action="store_true", help="measure the collector's path and the pure one")
     args = parser.parse_args(argv)
     if args.profile:
         import cProfile
@@ -152,15 +191,14 @@ def main(argv: list[str] | None = None) -> int:
 
         mix = build_mix()
         prof = cProfile.Profile()
-        prof.runcall(_once, mix, args.packets)
+        prof.runcall(_once, mix, args.packets, args.pure)
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
         return 0
-    res = run(args.packets, args.runs)
-    print(
-        f"hep_decode: {res['hep_decode_pps']:,.0f} packets/s median of {res['runs']} "
-        f"(spread {res['min']:,.0f}-{res['max']:,.0f}), {res['packets']:,} packets/run, "
-        f"avg packet {res['mix_bytes_avg']:.0f} B; target 100,000, floor 50,000"
-    )
+    if args.both:
+        for res in run_both(args.packets, args.runs):
+            _print(res)
+        return 0
+    _print(run(args.packets, args.runs, pure=args.pure))
     return 0
 
 

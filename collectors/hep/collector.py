@@ -44,6 +44,7 @@ from prometheus_client import CollectorRegistry, Counter
 from callscope.bus.base import Producer
 from callscope.settings import Settings, parse_listen
 from callscope.telemetry import Telemetry
+from collectors.hep import speedups
 from collectors.hep.config import HepConfig
 from collectors.hep.decode import HepError, decode, frame_stream
 from collectors.hep.events import envelope_from_hep
@@ -132,7 +133,7 @@ class HepCollector:
         drops = asyncio.create_task(self._report_udp_drops(), name="hep-drops")
         self._running = True
         self.telemetry.component_up.labels(COMPONENT).set(1)
-        self.log.info("listening", listen=self.describe(), rcvbuf=self.rcvbuf)
+        self.log.info("listening", listen=self.describe(), rcvbuf=self.rcvbuf, decoder=speedups.PATH)
         self.ready.set()
         try:
             stop_wait = asyncio.create_task(stop.wait())

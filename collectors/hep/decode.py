@@ -28,12 +28,14 @@ from __future__ import annotations
 import socket
 import struct
 import zlib
+from collections.abc import Callable
 
 # The packet model, the encoder and TCP framing live in their own modules; they are
 # re-exported here, where the collector, replay, demo and tests have always found them.
 from collectors.hep.encode import encode_hep3
 from collectors.hep.framing import frame_stream, resync
 from collectors.hep.packet import HEP3_MAGIC, REASONS, HepError, HepPacket
+from collectors.hep.speedups import native
 
 __all__ = [
     "HEP3_MAGIC",
@@ -41,6 +43,7 @@ __all__ = [
     "HepError",
     "HepPacket",
     "decode",
+    "decode_pure",
     "encode_hep3",
     "frame_stream",
     "resync",
@@ -126,8 +129,12 @@ def _text(value: bytes) -> str:
         return value.decode("latin-1")
 
 
-def decode(data: bytes | bytearray | memoryview) -> HepPacket:
-    """Decode one HEP packet (v1, v2 or v3). Raises :class:`HepError` for anything malformed."""
+def decode_pure(data: bytes | bytearray | memoryview) -> HepPacket:
+    """Decode one HEP packet (v1, v2 or v3). Raises :class:`HepError` for anything malformed.
+
+    The pure-Python reference; :data:`decode` is the C accelerator's equivalent when it is
+    built (see :mod:`collectors.hep.speedups`).
+    """
     if isinstance(data, memoryview):
         data = data.tobytes()
     elif isinstance(data, bytearray):
@@ -348,3 +355,10 @@ def _decode_v12(data: bytes, n: int, version: int) -> HepPacket:
         capture_id=capture_id,
         raw=data,
     )
+
+
+#: Decode one HEP packet: :func:`decode_pure`, or the C accelerator's equivalent when it is built.
+decode: Callable[[bytes | bytearray | memoryview], HepPacket] = decode_pure
+if native is not None:
+    native.configure_decode(HepPacket, decode_pure)
+    decode = native.decode

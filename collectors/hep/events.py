@@ -44,6 +44,7 @@ import hashlib
 import hmac
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -51,11 +52,12 @@ import orjson
 from callscope.settings import TopologyConfig
 from collectors.hep.config import HepConfig
 from collectors.hep.decode import HepPacket, encode_hep3
-from collectors.hep.sip import parse_fields
+from collectors.hep.sip import parse_fields_pure
+from collectors.hep.speedups import native
 from schemas.envelope import SCHEMA_VERSION
 from schemas.errors import DecodeError
 
-__all__ = ["PAYLOAD_TYPES", "envelope_from_hep", "node_for_packet", "ts_text"]
+__all__ = ["PAYLOAD_TYPES", "envelope_from_hep", "envelope_from_hep_pure", "node_for_packet", "ts_text"]
 
 #: Payload types with an envelope kind.
 PAYLOAD_TYPES = {1: "sip", 5: "rtcp", 100: "log"}
@@ -178,7 +180,7 @@ def _context_for(topology: TopologyConfig, hep: HepConfig, collector_node: str) 
     return ctx
 
 
-def envelope_from_hep(
+def envelope_from_hep_pure(
     pkt: HepPacket,
     *,
     topology: TopologyConfig,
@@ -186,7 +188,11 @@ def envelope_from_hep(
     received_us: int,
     collector_node: str,
 ) -> tuple[str, str, bytes]:
-    """Translate one decoded packet into ``(kind, key, envelope JSON)``. Raises :class:`DecodeError`."""
+    """Translate one decoded packet into ``(kind, key, envelope JSON)``. Raises :class:`DecodeError`.
+
+    The pure-Python reference; :data:`envelope_from_hep` is the same with the C accelerator
+    encoding SIP packets when it is built (see :mod:`collectors.hep.speedups`).
+    """
     ptype = pkt.payload_type
     kind = PAYLOAD_TYPES.get(ptype)
     if kind is None:
@@ -212,7 +218,7 @@ def envelope_from_hep(
     body: dict[str, Any] = {}
     rtcp_body: bytes | None = None
     if kind == "sip":
-        fields = parse_fields(
+        fields = parse_fields_pure(
             pkt.payload, correlation_headers=hep.correlation_headers, max_message_bytes=hep.max_packet_bytes
         )
         key = fields["call_id"]
@@ -271,3 +277,104 @@ def envelope_from_hep(
         return kind, key, _dumps(envelope)[:-1] + b',"body":' + rtcp_body + b"}"
     envelope["body"] = body
     return kind, key, _dumps(envelope)
+
+
+def _envelope_from_hep_native(
+    pkt: HepPacket,
+    *,
+    topology: TopologyConfig,
+    hep: HepConfig,
+    received_us: int,
+    collector_node: str,
+) -> tuple[str, str, bytes]:
+    """:func:`envelope_from_hep_pure` with the SIP body parsed and the envelope encoded in C.
+
+    Only a SIP or RTCP packet that passes every check is encoded here (RTCP: the report's
+    JSON by orjson, as in the pure path, the rest of the envelope in C); the C function gives up
+    (``None``) on a message it does not read itself, and everything else -- other payload
+    types, errors of any kind -- is left to :func:`envelope_from_hep_pure`, so results and
+    errors are that function's. The one error raised on this path is :func:`ts_text`'s
+    (``time``), which the C function raises after the message parsed, as the pure path does.
+    """
+    ptype = pkt.payload_type
+    if ptype in (1, 5) and not pkt.keepalive and _sip_envelope is not None and _envelope_head is not None:
+        ctx = _context
+        if ctx is None or ctx.topology is not topology or ctx.hep is not hep or ctx.collector_node != collector_node:
+            ctx = _context_for(topology, hep, collector_node)
+        correlation_id = pkt.correlation_id
+        if (ctx.auth_key is None or hmac.compare_digest(pkt.auth_key or b"", ctx.auth_key)) and (
+            correlation_id is None or len(correlation_id) <= 1024
+        ):
+            found = ctx.nodes.get((pkt.capture_id, pkt.capture_name))  # ctx.node and ctx.event_id, inlined
+            node, role, capture_id = ctx.node(pkt) if found is None else found
+            raw = pkt.raw or encode_hep3(pkt)
+            kind = "sip" if ptype == 1 else "rtcp"
+            prefix = ctx.prefixes.get((kind, node))
+            if prefix is None:
+                event_id = ctx.event_id(kind, node, raw)
+            else:
+                h = prefix.copy()
+                h.update(raw)
+                event_id = h.hexdigest()
+            ts_sec = pkt.ts_sec
+            ts_usec = pkt.ts_usec
+            ts_us = ts_sec * 1_000_000 + ts_usec if pkt.version != 1 and (ts_sec or ts_usec) else received_us
+            if ptype == 1:
+                done = _sip_envelope(
+                    pkt.payload,
+                    hep.correlation_headers,
+                    hep.max_packet_bytes,
+                    SCHEMA_VERSION,
+                    event_id,
+                    node,
+                    role,
+                    ts_us,
+                    received_us,
+                    pkt.src_ip[:64],
+                    pkt.src_port,
+                    pkt.dst_ip[:64],
+                    pkt.dst_port,
+                    _TRANSPORTS.get(pkt.protocol, "other"),
+                    capture_id,
+                    pkt.capture_name,
+                    correlation_id,
+                )
+                if done is not None:
+                    return "sip", done[0], done[1]
+            else:  # RTCP: the pure path's body; bad JSON is left to it (its error comes first)
+                try:
+                    report = orjson.loads(pkt.payload)
+                    body = (
+                        _dumps(
+                            {
+                                "src": {"ip": pkt.src_ip[:64], "port": pkt.src_port},
+                                "dst": {"ip": pkt.dst_ip[:64], "port": pkt.dst_port},
+                                "capture_id": capture_id,
+                                "correlation_id": correlation_id,
+                                "report": report,
+                            }
+                        )
+                        if isinstance(report, dict)
+                        else None
+                    )
+                except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # the pure path raises its error
+                    body = None
+                if body is not None:
+                    key = correlation_id or ""
+                    head = _envelope_head(SCHEMA_VERSION, "rtcp", event_id, node, role, ts_us, received_us, key)
+                    if head is not None:
+                        return "rtcp", key, head + b',"body":' + body + b"}"
+    return envelope_from_hep_pure(
+        pkt, topology=topology, hep=hep, received_us=received_us, collector_node=collector_node
+    )
+
+
+_sip_envelope: Callable[..., tuple[str, bytes] | None] | None = None
+_envelope_head: Callable[..., bytes | None] | None = None
+#: Translate one decoded packet: :func:`envelope_from_hep_pure`, or with the C accelerator when it is built.
+envelope_from_hep: Callable[..., tuple[str, str, bytes]] = envelope_from_hep_pure
+if native is not None:
+    native.configure_envelope(ts_text, _SECONDS)
+    _sip_envelope = native.sip_envelope
+    _envelope_head = native.envelope_head
+    envelope_from_hep = _envelope_from_hep_native

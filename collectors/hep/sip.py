@@ -37,11 +37,11 @@ body model's limits (reason phrase 256, Reason 512, Session-ID 256) are cut to t
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from collectors.hep.sdp import SdpSummaryDict, parse_vq_report, summarize
+from collectors.hep.sdp import STATIC_CODECS, SdpSummaryDict, parse_vq_report, summarize
 from collectors.hep.sip_headers import (
     BRANCH,
     COMPACT,
@@ -52,9 +52,20 @@ from collectors.hep.sip_headers import (
     name_addr,
     split_commas,
 )
+from collectors.hep.speedups import native
 from schemas.errors import DecodeError
 
-__all__ = ["COMPACT", "KEPT_HEADERS", "REASONS", "SipError", "SipFields", "SipMessage", "parse", "parse_fields"]
+__all__ = [
+    "COMPACT",
+    "KEPT_HEADERS",
+    "REASONS",
+    "SipError",
+    "SipFields",
+    "SipMessage",
+    "parse",
+    "parse_fields",
+    "parse_fields_pure",
+]
 
 REASONS = ("not_sip", "start_line", "header", "oversized", "call_id", "cseq", "content_length")
 
@@ -241,7 +252,7 @@ def _head(head: str) -> tuple[bool, str | None, str | None, int | None, str | No
     return is_request, method, request_uri, status, reason, found
 
 
-def parse_fields(
+def parse_fields_pure(
     data: bytes,
     *,
     correlation_headers: Sequence[str] = ("x-cid",),
@@ -249,7 +260,9 @@ def parse_fields(
 ) -> SipFields:
     """:func:`parse` without the dataclass: the same fields as a dict, in :class:`SipMessage`'s order.
 
-    This is the collector's hot path: the dict goes into the envelope's body as it is.
+    This is the collector's hot path: the dict goes into the envelope's body as it is. This
+    function is the pure-Python reference; :data:`parse_fields` is the C accelerator's
+    equivalent when it is built (see :mod:`collectors.hep.speedups`).
     """
     n = len(data)
     if n == 0:
@@ -392,3 +405,10 @@ def parse_fields(
         "headers": kept,
         "raw": raw,
     }
+
+
+#: :func:`parse_fields_pure`, or the C accelerator's equivalent when it is built (same arguments).
+parse_fields: Callable[..., SipFields] = parse_fields_pure
+if native is not None:
+    native.configure_sip(parse_fields_pure, name_addr, STATIC_CODECS, parse_vq_report, COMPACT, KEPT_HEADERS, MULTI)
+    parse_fields = native.parse_fields
