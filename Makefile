@@ -24,7 +24,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-run: $(STAMP)
+# The HEP collector's C accelerator: the install builds it; this rebuilds it when its source changed.
+SPEEDUPS := $(VENV)/.speedups-stamp
+$(SPEEDUPS): collectors/hep/_speedups.c hatch_build.py $(STAMP)
+	$(BIN)/python hatch_build.py
+	@touch $@
+
+run: $(STAMP) $(SPEEDUPS)
 	$(BIN)/callscope run $(ARGS)
 
 system-deps:
@@ -44,19 +50,19 @@ dashboards: $(STAMP)
 	$(BIN)/python -m dashboards.grafana
 	$(BIN)/python -m tests.helm.sync_chart_files  # the Helm chart carries copies of the dashboards and rules
 
-test: $(STAMP) system-deps lint typecheck
+test: $(STAMP) $(SPEEDUPS) system-deps lint typecheck
 	$(BIN)/python -m pytest $(ARGS)
 
 kafka: $(STAMP) system-deps
 	$(BIN)/python -m tests.kafka.broker
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) $(SPEEDUPS) system-deps
 	$(BIN)/python -m bench $(ARGS)
 
-bench-quick: $(STAMP) system-deps
+bench-quick: $(STAMP) $(SPEEDUPS) system-deps
 	$(BIN)/python -m bench --quick $(ARGS)
 
-soak: $(STAMP)
+soak: $(STAMP) $(SPEEDUPS)
 	$(BIN)/python -m bench.soak $(ARGS)
 
 clean:
