@@ -107,6 +107,18 @@ def cpu_secs(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
+def rss_mb(pid: int) -> float:
+    """The resident set size (VmRSS) of a live process in MiB; NaN once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def udp_rcvbuf_errors() -> int:
     """The host's UDP RcvbufErrors counter (datagrams the kernel dropped on a full socket buffer)."""
     lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
@@ -240,6 +252,8 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
         if not ready.wait(300):
             raise RuntimeError("the sender process never got ready")
         cpu0 = {r.name: cpu_secs(r.proc.pid) for r in roles}
+        rss0 = rss_mb(collector.proc.pid)
+        trace: list[tuple[float, float, int]] = []  # (secs since go, collector VmRSS MiB, its bus buffer)
         kernel0 = udp_rcvbuf_errors()
         started = time.monotonic()
         go.set()
@@ -258,6 +272,13 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             max_lag = max(max_lag, lag)
             if value != stored:
                 stored, last_change = value, now
+            trace.append(
+                (
+                    round(now - started, 1),
+                    round(rss_mb(collector.proc.pid), 1),
+                    int(metric_sum(cm, "callscope_bus_buffered_messages")),
+                )
+            )
             value = int(metric_sum(cm, "callscope_hep_packets_total", transport="all", result="published"))
             if value != published:
                 published, published_change = value, now
@@ -298,6 +319,9 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             "max_sip_lag": int(max_lag),
             "call_legs_rows_written": int(metric_sum(pm, "callscope_sink_batch_rows_sum", table="call_legs")),
             "collector_rss_mb": rss["collector"],
+            "collector_rss_at_go_mb": round(rss0, 1),
+            # collector VmRSS and producer backlog (callscope_bus_buffered_messages) at each 0.5 s poll
+            "collector_rss_trace": trace,
             "processor_rss_mb": rss.get("processor", 0.0),
             "collector_cpu_secs": cpu["collector"],
             "processor_cpu_secs": cpu.get("processor", 0.0),
