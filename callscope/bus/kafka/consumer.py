@@ -84,6 +84,8 @@ class KafkaConsumer(Consumer):
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+                fetch_min_bytes=self._bus.config.fetch_min_bytes,
+                fetch_max_wait_ms=self._bus.config.fetch_max_wait_ms,
             )
             kafka.subscribe(list(self.topics), listener=_Rebalance(self))
             try:
