@@ -15,7 +15,9 @@ N ``sip_messages`` rows (or the count stops growing for 15 s after sending ended
 Per run it reports: messages/s end to end (first packet sent -> last row acknowledged), lost
 (sent - stored) and where they went (kernel UDP receive-buffer drops, the collector's
 ``callscope_events_dropped_total``, its ``callscope_hep_packets_total`` published count),
-the collector's and the processor's peak RSS (VmHWM) and CPU seconds, the largest consumer
+the collector's and the processor's peak RSS (VmHWM) and CPU seconds, the collector's RSS
+(VmRSS) and Kafka producer backlog (``callscope_bus_buffered_messages``) at every poll
+(``collector_rss_trace``) and the largest backlog seen, the largest consumer
 lag seen and how long the pipeline needed after the sender finished (``drain_secs``: the
 processor draining its lag when it is the bottleneck). With several ``--rate`` values,
 ``full_rate`` names the highest rate every run of which lost nothing, and the collector RSS there.
@@ -320,6 +322,7 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             "call_legs_rows_written": int(metric_sum(pm, "callscope_sink_batch_rows_sum", table="call_legs")),
             "collector_rss_mb": rss["collector"],
             "collector_rss_at_go_mb": round(rss0, 1),
+            "collector_max_buffered": max((b for _, _, b in trace), default=0),
             # collector VmRSS and producer backlog (callscope_bus_buffered_messages) at each 0.5 s poll
             "collector_rss_trace": trace,
             "processor_rss_mb": rss.get("processor", 0.0),
