@@ -15,7 +15,9 @@ N ``sip_messages`` rows (or the count stops growing for 15 s after sending ended
 Per run it reports: messages/s end to end (first packet sent -> last row acknowledged), lost
 (sent - stored) and where they went (kernel UDP receive-buffer drops, the collector's
 ``callscope_events_dropped_total``, its ``callscope_hep_packets_total`` published count),
-the collector's and the processor's peak RSS (VmHWM) and CPU seconds, the largest consumer
+the collector's and the processor's peak RSS (VmHWM) and CPU seconds, the collector's RSS
+(VmRSS) and Kafka producer backlog (``callscope_bus_buffered_messages``) at every poll
+(``collector_rss_trace``) and the largest backlog seen, the largest consumer
 lag seen and how long the pipeline needed after the sender finished (``drain_secs``: the
 processor draining its lag when it is the bottleneck). With several ``--rate`` values,
 ``full_rate`` names the highest rate every run of which lost nothing, and the collector RSS there.
@@ -105,6 +107,18 @@ def cpu_secs(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def rss_mb(pid: int) -> float:
+    """The resident set size (VmRSS) of a live process in MiB; NaN once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def udp_rcvbuf_errors() -> int:
@@ -240,6 +254,8 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
         if not ready.wait(300):
             raise RuntimeError("the sender process never got ready")
         cpu0 = {r.name: cpu_secs(r.proc.pid) for r in roles}
+        rss0 = rss_mb(collector.proc.pid)
+        trace: list[tuple[float, float, int]] = []  # (secs since go, collector VmRSS MiB, its bus buffer)
         kernel0 = udp_rcvbuf_errors()
         started = time.monotonic()
         go.set()
@@ -258,6 +274,13 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             max_lag = max(max_lag, lag)
             if value != stored:
                 stored, last_change = value, now
+            trace.append(
+                (
+                    round(now - started, 1),
+                    round(rss_mb(collector.proc.pid), 1),
+                    int(metric_sum(cm, "callscope_bus_buffered_messages")),
+                )
+            )
             value = int(metric_sum(cm, "callscope_hep_packets_total", transport="all", result="published"))
             if value != published:
                 published, published_change = value, now
@@ -298,6 +321,10 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             "max_sip_lag": int(max_lag),
             "call_legs_rows_written": int(metric_sum(pm, "callscope_sink_batch_rows_sum", table="call_legs")),
             "collector_rss_mb": rss["collector"],
+            "collector_rss_at_go_mb": round(rss0, 1),
+            "collector_max_buffered": max((b for _, _, b in trace), default=0),
+            # collector VmRSS and producer backlog (callscope_bus_buffered_messages) at each 0.5 s poll
+            "collector_rss_trace": trace,
             "processor_rss_mb": rss.get("processor", 0.0),
             "collector_cpu_secs": cpu["collector"],
             "processor_cpu_secs": cpu.get("processor", 0.0),

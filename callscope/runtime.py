@@ -31,18 +31,21 @@ import socket
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import uvicorn
 
 from callscope.bus.base import Bus, Producer
 from callscope.bus.factory import create_bus
 from callscope.settings import Settings, parse_listen
-from callscope.store.client import Store
-from callscope.store.migrations import apply_migrations
 from callscope.telemetry import Telemetry
 from callscope.tokens import ensure_api_token
 from schemas.topics import ALL_TOPICS
+
+if TYPE_CHECKING:
+    # The store (clickhouse-connect, and chDB once a client opens) is imported only by the
+    # roles that open one: a collector process does without it (tests/test_runtime_imports.py).
+    from callscope.store.client import Store
 
 RoleName = Literal["all", "collector", "processor", "api"]
 ROLE_NAMES: tuple[RoleName, ...] = ("all", "collector", "processor", "api")
@@ -112,6 +115,9 @@ class Runtime:
         host, port = parse_listen(self.settings.api.listen)
         self._api_socket = _bind_tcp(host, port)
         if self.wants_store:
+            from callscope.store.client import Store
+            from callscope.store.migrations import apply_migrations
+
             store_config = self.settings.resolved_store()
             self.store = Store.open(store_config)
             applied = apply_migrations(self.store, store_config)

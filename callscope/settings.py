@@ -123,6 +123,20 @@ class KafkaConfig(_Frozen):
     connect_backoff_initial_secs: float = Field(default=0.5, gt=0)
     connect_backoff_max_secs: float = Field(default=10.0, gt=0)
     connect_timeout_secs: float = Field(default=0, ge=0, description="0 retries forever.")
+    fetch_min_bytes: int = Field(
+        default=256 * 1024,
+        ge=1,
+        description=(
+            "Bytes a consumer's fetch asks the broker to gather (waiting up to fetch_max_wait_ms) before it "
+            "answers: fewer, fuller fetches for each of the process's consumer groups when they are caught up."
+        ),
+    )
+    fetch_max_wait_ms: int = Field(
+        default=250,
+        ge=0,
+        le=10000,
+        description="Longest a fetch waits at the broker for fetch_min_bytes: the latency it may add at low rates.",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

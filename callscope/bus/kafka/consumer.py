@@ -1,4 +1,12 @@
-"""The Kafka consumer: manual commits, a rebalance listener that forgets revoked partitions."""
+"""The Kafka consumer: manual commits, a rebalance listener that forgets revoked partitions.
+
+Each consumer group of a process fetches on its own: five processors read the SIP topic, so
+every SIP record is fetched, decompressed and unpacked into aiokafka's records five times
+(5-6 us per record and group on a 2-core machine; about a fifth of the processor role's CPU
+with our conversion). One fetch shared by the groups of a process (a group-less reader
+assigned the partitions the local members own, fanning records out, members paused so they
+only heartbeat and commit) would remove four fifths of that; it is not built.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError
-from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from callscope.bus.base import Consumer, Record, TopicPartition
 from callscope.bus.kafka.limits import HEARTBEAT_INTERVAL_MS
@@ -17,6 +25,37 @@ from schemas.errors import BusError
 
 if TYPE_CHECKING:
     from callscope.bus.kafka.bus import KafkaBus
+
+
+_new_record = object.__new__
+_slot = vars(Record)  # the member descriptors of Record's slots
+_set_topic = _slot["topic"].__set__
+_set_partition = _slot["partition"].__set__
+_set_offset = _slot["offset"].__set__
+_set_key = _slot["key"].__set__
+_set_value = _slot["value"].__set__
+_set_timestamp = _slot["timestamp_ms"].__set__
+
+
+def _records(topic: str, partition: int, batch: list[ConsumerRecord[bytes, bytes]]) -> list[Record]:
+    """``batch`` (one partition's records, in order) as :class:`Record` values.
+
+    Every record of the process's groups passes here (five groups read each SIP message):
+    the slots are filled directly, which takes half the time of the frozen dataclass's
+    ``__init__`` (its ``object.__setattr__`` per field); the values are the same.
+    """
+    out: list[Record] = []
+    append = out.append
+    for r in batch:
+        rec = _new_record(Record)
+        _set_topic(rec, topic)
+        _set_partition(rec, partition)
+        _set_offset(rec, r.offset)
+        _set_key(rec, r.key)
+        _set_value(rec, r.value or b"")
+        _set_timestamp(rec, r.timestamp)
+        append(rec)
+    return out
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -53,6 +92,8 @@ class KafkaConsumer(Consumer):
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+                fetch_min_bytes=self._bus.config.fetch_min_bytes,
+                fetch_max_wait_ms=self._bus.config.fetch_max_wait_ms,
             )
             kafka.subscribe(list(self.topics), listener=_Rebalance(self))
             try:
@@ -83,8 +124,8 @@ class KafkaConsumer(Consumer):
             raise BusError(f"kafka fetch failed: {type(exc).__name__}: {exc}") from exc
         records: list[Record] = []
         for tp, batch in sorted(fetched.items()):
-            records.extend(Record(r.topic, r.partition, r.offset, r.key, r.value or b"", r.timestamp) for r in batch)
             if batch:
+                records += _records(tp.topic, tp.partition, batch)
                 self.positions[TopicPartition(tp.topic, tp.partition)] = batch[-1].offset + 1
         return records
 

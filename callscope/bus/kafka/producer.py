@@ -21,7 +21,20 @@ from schemas.errors import BusError
 if TYPE_CHECKING:
     from callscope.bus.kafka.bus import KafkaBus
 
-from callscope.bus.kafka.limits import COMPONENT, MAX_MESSAGE_BYTES, ROUND_MAX_MESSAGES
+from callscope.bus.kafka.limits import COMPONENT, MAX_MESSAGE_BYTES, PARTITION_CACHE_MAX_KEYS, ROUND_MAX_MESSAGES
+from callscope.bus.kafka.partition import partition_for
+
+
+def _compact(value: bytes) -> bytes:
+    """An exact-size copy of ``value``, for a message that may wait in the buffer.
+
+    orjson (which encodes every envelope) returns bytes that keep the capacity of its
+    output buffer: 4 KiB at the least, 8 KiB for a ~1.4 KiB SIP envelope, against the
+    ~1.4 KiB they hold. A backlog of 100,000 such messages (``buffer_max_messages``) pinned
+    ~800 MiB; the copy (~0.2 us) makes a buffered message cost its length. The caller's
+    object is freed as soon as the caller lets it go.
+    """
+    return memoryview(value).tobytes()
 
 
 @dataclass(slots=True)
@@ -51,7 +64,7 @@ class KafkaProducer(Producer):
         self._kafka: AIOKafkaProducer | None = None
         self._closed = False
         self._partitioner = DefaultPartitioner()
-        self._partition_cache: dict[tuple[str, bytes], int] = {}
+        self._partition_cache: dict[tuple[str, bytes | None], int] = {}  # a call's messages share its key
         self._partition_counts: dict[str, int] = {}  # this round's view of the metadata
         self._cached_counts: dict[str, int] = {}  # the counts _partition_cache was filled with
         self._inflight: dict[asyncio.Future[Any], list[_Message]] = {}
@@ -80,7 +93,7 @@ class KafkaProducer(Producer):
             await self.send_many(topic, ((key, value),))  # the slow path waits or raises
             return
         # Fast path (the hot one): room in the buffer, nothing to check further.
-        self._queue.append(_Message(next(self._seq), topic, key, value, int(time.time() * 1000)))
+        self._queue.append(_Message(next(self._seq), topic, key, _compact(value), int(time.time() * 1000)))
         self._buffered += 1
         if self._empty.is_set():
             self._empty.clear()
@@ -110,7 +123,7 @@ class KafkaProducer(Producer):
                     )
                 await self._space.wait()
                 self._check_usable()
-            self._queue.append(_Message(next(self._seq), topic, key, value, now_ms))
+            self._queue.append(_Message(next(self._seq), topic, key, _compact(value), now_ms))
             self._buffered += 1
             self._empty.clear()
         if self._full_since:
@@ -275,7 +288,10 @@ class KafkaProducer(Producer):
         partitions = self._partition_counts.get(topic)
         if partitions is None:
             partitions = len(await kafka.partitions_for(topic))
-            if self._cached_counts.get(topic, partitions) != partitions or len(self._partition_cache) > 100_000:
+            if (
+                self._cached_counts.get(topic, partitions) != partitions
+                or len(self._partition_cache) > PARTITION_CACHE_MAX_KEYS
+            ):
                 self._partition_cache.clear()
                 self._cached_counts.clear()
             self._partition_counts[topic] = self._cached_counts[topic] = partitions
@@ -284,26 +300,41 @@ class KafkaProducer(Producer):
             return int(self._partitioner(None, list(range(partitions)), available))
         cached = self._partition_cache.get((topic, key))
         if cached is None:
-            cached = int(self._partitioner(key, list(range(partitions)), []))
-            self._partition_cache[(topic, key)] = cached
+            cached = self._partition_cache[(topic, key)] = partition_for(key, partitions)
         return cached
 
     async def _dispatch(self, kafka: AIOKafkaProducer, messages: list[_Message]) -> None:
         """Pack ``messages`` into batches per partition and submit them.
 
+        Batches go out in waves, one per partition and wave: aiokafka sends one request per
+        broker at a time, with every batch queued by then, and ``send_batch`` waits while the
+        partition already has one queued. Submitting a partition's batches back to back would
+        stall on its second batch with the other partitions not queued yet (requests of one or
+        two batches); one batch of every partition first fills each request.
+
         Raises only before anything was submitted; later failures are recorded per batch.
         """
         self._partition_counts.clear()  # refreshed once per round from the producer's metadata
         groups: dict[tuple[str, int], list[_Message]] = {}
+        counted, cache = self._partition_counts, self._partition_cache
         for message in messages:
-            partition = await self._partition(kafka, message.topic, message.key)
-            groups.setdefault((message.topic, partition), []).append(message)
-        for (topic, partition), group in groups.items():
-            start = 0
-            while start < len(group):
+            topic = message.topic
+            # A key seen before, on a topic whose partition count this round has checked: no await.
+            partition = cache.get((topic, message.key)) if topic in counted else None
+            if partition is None:
+                partition = await self._partition(kafka, topic, message.key)
+            group = groups.get((topic, partition))
+            if group is None:
+                group = groups[topic, partition] = []
+            group.append(message)
+        # (topic, partition, its messages, index of the first one not yet submitted)
+        wave = [(topic, partition, group, 0) for (topic, partition), group in groups.items()]
+        while wave:
+            following: list[tuple[str, int, list[_Message], int]] = []
+            for topic, partition, group, start in wave:
                 if self._failed_error is not None:  # stop submitting; the rest goes back to the buffer
                     self._failed.extend(group[start:])
-                    break
+                    continue
                 end = start
                 try:
                     builder = kafka.create_batch()
@@ -317,7 +348,9 @@ class KafkaProducer(Producer):
                 except Exception as exc:
                     self._failed.extend(group[start:])
                     self._failed_error = self._failed_error or exc
-                    break
+                    continue
                 self._inflight[future] = group[start:end]
                 future.add_done_callback(self._batch_done)
-                start = end
+                if end < len(group):
+                    following.append((topic, partition, group, end))
+            wave = following
