@@ -63,7 +63,7 @@ def packets(n: int, seed: int, rate: float = 30_000.0) -> list[bytes]:
     phases of real calls do, not back to back. Packets are stamped from now on at ``rate``.
     Only the last call may be cut short (``n`` need not be a multiple of 7).
     """
-    from collectors.hep.decode import HepPacket, encode_hep3
+    from callscope.traffic.sip import hep
 
     calls = -(-n // len(CALL))
     block = max(1, int(rate / len(CALL)))
@@ -81,20 +81,7 @@ def packets(n: int, seed: int, rate: float = 30_000.0) -> list[bytes]:
     for k, (i, step) in enumerate(order[:n]):
         ts_us = base_us + int(k * 1e6 / rate)
         src, dst = (CALLER, CALLEE) if step[3] else (CALLEE, CALLER)
-        pkt = HepPacket(
-            version=3,
-            family=2,
-            protocol=17,
-            src_ip=src[0],
-            src_port=src[1],
-            dst_ip=dst[0],
-            dst_port=dst[1],
-            ts_sec=ts_us // 1_000_000,
-            ts_usec=ts_us % 1_000_000,
-            payload=_message(i, seed, step),
-            capture_id=1,
-        )
-        out.append(encode_hep3(pkt))
+        out.append(hep(ts_us=ts_us, src=src, dst=dst, capture_id=1, payload=_message(i, seed, step)))
     return out
 
 

@@ -160,7 +160,7 @@ def hep(
     src: tuple[str, int],
     dst: tuple[str, int],
     capture_id: int,
-    capture_name: str,
+    capture_name: str | None = None,
     payload: bytes,
     payload_type: int = SIP,
     correlation_id: str | None = None,
