@@ -76,8 +76,9 @@ def test_unreadable_records_are_skipped_or_counted_never_raised(cls: type[Correl
 def test_the_byte_checks_agree_with_the_decoded_fields() -> None:
     from processors.prefilter import may_carry_media, method_is
 
+    sdps: tuple[dict[str, Any] | None, ...] = (None, {"media": []})
     for method in ("REGISTER", "register", "OPTIONS", "INVITE", "BYE", None):
-        for sdp in (None, {"media": []}):
+        for sdp in sdps:
             value = _sip(method=method, sdp=sdp, vq_report=None, raw='x "method":"REGISTER" "sdp":null')
             assert method_is(value, b"register") is ((method or "").upper() == "REGISTER")
             assert method_is(value, b"options") is ((method or "").upper() == "OPTIONS")
