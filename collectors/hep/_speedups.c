@@ -1018,6 +1018,20 @@ is_direction(const char *p, Py_ssize_t n)
                       memcmp(p, "recvonly", 8) == 0 || memcmp(p, "inactive", 8) == 0);
 }
 
+/* An attribute before any m= line belongs to the session (*session), after one to that media
+   description (cur). Steals value. -1 on error. */
+static int
+media_or_session(PyObject *cur, PyObject **session, const char *key, PyObject *value)
+{
+    if (cur == NULL) {
+        Py_XSETREF(*session, value);
+        return 0;
+    }
+    int r = PyDict_SetItemString(cur, key, value);
+    Py_DECREF(value);
+    return r;
+}
+
 #define MAX_MEDIA 32
 #define MAX_FORMATS 64
 
@@ -1064,17 +1078,8 @@ summarize(const char *text, Py_ssize_t len)
                 }
                 else if (is_direction(v, name_len)) {
                     PyObject *dir = astr(v, name_len);
-                    if (dir == NULL)
+                    if (dir == NULL || media_or_session(cur, &session_dir, "direction", dir) < 0)
                         goto done;
-                    if (cur == NULL) {
-                        Py_XSETREF(session_dir, dir);
-                    }
-                    else {
-                        int r = PyDict_SetItemString(cur, "direction", dir);
-                        Py_DECREF(dir);
-                        if (r < 0)
-                            goto done;
-                    }
                 }
             }
             else if (line[0] == 'm') {
@@ -1119,17 +1124,8 @@ summarize(const char *text, Py_ssize_t len)
             }
             else if (line[0] == 'c') {
                 PyObject *addr = conn_addr(v, vl);
-                if (addr == NULL)
+                if (addr == NULL || media_or_session(cur, &session_conn, "connection", addr) < 0)
                     goto done;
-                if (cur == NULL) {
-                    Py_SETREF(session_conn, addr);
-                }
-                else {
-                    int r = PyDict_SetItemString(cur, "connection", addr);
-                    Py_DECREF(addr);
-                    if (r < 0)
-                        goto done;
-                }
             }
             else if (line[0] == 'o') {
                 while (vl > 0 && v[vl - 1] == '\r')
