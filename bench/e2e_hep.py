@@ -9,7 +9,8 @@ growing for 15 s), then confirms the count with ``GET /api/v1/events/stats`` (a 
 ``FINAL`` over every raw table: polling it every 250 ms slowed the inserts it waits for). Prints and returns:
 
 - ``e2e_embedded_msgs_per_sec``: N stored / seconds from the first packet sent to the last stored;
-- ``e2e_embedded_lost``: sent - stored;
+- ``e2e_embedded_lost``: sent - stored; ``kernel_drops``: how many of them the kernel dropped on a
+  full socket receive buffer (the host's UDP RcvbufErrors counter over the run);
 - ``collector_rss_mb``: the peak RSS (VmHWM) of the whole embedded ``callscope run`` process
   (collector, processors and chDB; the collector role alone: bench/e2e_hep_kafka.py);
 - ``send_secs``: how long sending took (the offered rate is N / send_secs);
@@ -115,6 +116,7 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
             sender.start()
             ready.wait(300)
             cpu0 = hep_traffic.cpu_secs(proc.pid)
+            kernel0 = hep_traffic.udp_rcvbuf_errors()
             started = time.monotonic()
             go.set()
             stored, last_change, last_value = 0, time.monotonic(), -1
@@ -131,6 +133,7 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
                     break
             elapsed = (last_change if stored < n else time.monotonic()) - started
             cpu = hep_traffic.cpu_secs(proc.pid) - cpu0
+            kernel_drops = hep_traffic.udp_rcvbuf_errors() - kernel0
             leg_rows = _acknowledged(url, token, LEG_ROWS_LINE)
             sender.join(60)
             return {
@@ -139,6 +142,7 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
                 "send_secs": round(result.value, 2),
                 "e2e_embedded_msgs_per_sec": round(stored / elapsed) if elapsed > 0 else 0,
                 "e2e_embedded_lost": n - stored,
+                "kernel_drops": kernel_drops,
                 "collector_rss_mb": round(hep_traffic.peak_rss_mb(proc.pid), 1),
                 "cpu_us_per_msg": round(cpu / max(stored, 1) * 1e6, 1),
                 "call_legs_rows_per_call": round(leg_rows / max(1, -(-n // len(hep_traffic.CALL))), 2),

@@ -61,7 +61,6 @@ PROCESSOR_NAMES = (
     "health",
     "queue_sessions",
 )  # the groups processors/registry.py builds: "<group_prefix>.<name>"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -100,15 +99,6 @@ def metric_sum(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], na
     return sum(v for (n, lab), v in metrics.items() if n == name and want <= set(lab))
 
 
-def cpu_secs(pid: int) -> float:
-    """User + system CPU seconds a live process used so far (NaN once gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
-
-
 def rss_mb(pid: int) -> float:
     """The resident set size (VmRSS) of a live process in MiB; NaN once it is gone."""
     try:
@@ -119,12 +109,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def udp_rcvbuf_errors() -> int:
-    """The host's UDP RcvbufErrors counter (datagrams the kernel dropped on a full socket buffer)."""
-    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
-    return int(dict(zip(lines[0], lines[1], strict=True))["RcvbufErrors"])
 
 
 def start_role(role: str, data_dir: Path, env: dict[str, str]) -> Role:
@@ -253,10 +237,10 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
         sender.start()
         if not ready.wait(300):
             raise RuntimeError("the sender process never got ready")
-        cpu0 = {r.name: cpu_secs(r.proc.pid) for r in roles}
+        cpu0 = {r.name: hep_traffic.cpu_secs(r.proc.pid) for r in roles}
         rss0 = rss_mb(collector.proc.pid)
         trace: list[tuple[float, float, int]] = []  # (secs since go, collector VmRSS MiB, its bus buffer)
-        kernel0 = udp_rcvbuf_errors()
+        kernel0 = hep_traffic.udp_rcvbuf_errors()
         started = time.monotonic()
         go.set()
         stored = published = 0
@@ -297,8 +281,8 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
         sender.join(60)
         cm = collector.metrics()
         pm = processor.metrics() if processor is not None else {}
-        kernel_drops = udp_rcvbuf_errors() - kernel0
-        cpu = {r.name: round(cpu_secs(r.proc.pid) - cpu0[r.name], 1) for r in roles}
+        kernel_drops = hep_traffic.udp_rcvbuf_errors() - kernel0
+        cpu = {r.name: round(hep_traffic.cpu_secs(r.proc.pid) - cpu0[r.name], 1) for r in roles}
         rss = {r.name: round(hep_traffic.peak_rss_mb(r.proc.pid), 1) for r in roles}
         elapsed = finished - started
         return {

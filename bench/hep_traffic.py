@@ -119,6 +119,12 @@ def cpu_secs(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
+def udp_rcvbuf_errors() -> int:
+    """The host's UDP RcvbufErrors counter (datagrams the kernel dropped on a full socket buffer)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    return int(dict(zip(lines[0], lines[1], strict=True))["RcvbufErrors"])
+
+
 def peak_rss_mb(pid: int) -> float:
     """The peak resident set size (VmHWM) of a live process in MiB; NaN once it is gone."""
     try:

@@ -28,7 +28,12 @@ class HepConfig(BaseModel):
     capture_id_byteswap: tuple[int, ...] = Field(
         default=(), description="Capture ids that arrive byte-swapped (sngrep's quirk), as they arrive."
     )
-    recv_buffer_bytes: int = Field(default=8 * 1024 * 1024, ge=65536, description="SO_RCVBUF asked for the UDP socket.")
+    recv_buffer_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=65536,
+        description="SO_RCVBUF asked for the UDP socket: room for the packets that arrive while the receive thread "
+        "waits for the interpreter (about a second at 30k packets/s of 600 bytes); kernel memory, used only then.",
+    )
     max_packet_bytes: int = Field(default=65535, ge=512, le=1048576)
     batch_max_messages: int = Field(default=2000, ge=1)
     batch_max_age_ms: int = Field(default=50, ge=1, le=10000)
