@@ -172,9 +172,16 @@ class Tailer:
                 return chunk
             cur = self.current
             if cur is None:
+                was_gone, looked = self._gone, time.time()
                 cur = self.current = self._open_path(now)
                 if cur is None:
                     return None
+                if was_gone:
+                    # Files that came and went at the path while it was gone: read them first.
+                    self._sweep(now, self._seen_path_at)
+                    self._seen_path_at = looked
+                    if self.rotated:
+                        continue
             if not self._still_same(cur, now):
                 continue
             chunk = self._read(cur, now)
@@ -276,6 +283,8 @@ class Tailer:
             self._event("disappeared", "the file is gone; finishing what is open", file=cur.name)
             self._gone = True
             self._retire(cur, now)
+            # Files that were at the path only between the last look and now (renamed away too).
+            self._sweep(now, self._seen_path_at)
             return True
         except OSError as exc:
             self._report_once("open_error", "cannot stat the path; retrying", error=exc.strerror or str(exc))
