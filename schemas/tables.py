@@ -26,8 +26,13 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
+from msgspec.structs import asdict
 from pydantic import BaseModel
+
+from schemas.bodies import SipBody
+from schemas.wire import WireSipBody, WireSipEnvelope, WireStruct
 
 TABLES: dict[str, str] = {
     "sip": "sip_messages",
@@ -110,6 +115,14 @@ def micros(value: Any) -> int:
         value = value.replace(tzinfo=UTC)
     ticks: int = (value - _EPOCH) // _US
     return ticks
+
+
+def from_micros(us: int) -> datetime:
+    """The aware UTC datetime of ``us`` microseconds since the epoch (the inverse of :func:`micros`).
+
+    Exact; positional ``timedelta`` arguments, as a keyword costs twice the time (rows carry several).
+    """
+    return _EPOCH + timedelta(0, 0, us)
 
 
 def _minute_seconds(prefix: str) -> int:
@@ -275,7 +288,11 @@ def row_from_dict(kind: str, data: Mapping[str, Any]) -> tuple[str, Row]:
 def _sip_model(b: Any) -> Row:
     """:func:`_sip` of a validated SIP body model, read from its fields (the busiest kind: no mapping view)."""
     f = b.__dict__  # a validated model's field values: a dict lookup each, not an attribute lookup
-    src, dst = f["src"].__dict__, f["dst"].__dict__
+    return _sip_fields(f, f["src"].__dict__, f["dst"].__dict__)
+
+
+def _sip_fields(f: dict[str, Any], src: dict[str, Any], dst: dict[str, Any]) -> Row:
+    """The typed columns of ``sip_messages`` from a SIP body's field values and its endpoints'."""
     return (
         f["call_id"] or "",
         bool(f["is_request"]),
@@ -299,8 +316,10 @@ def _sip_model(b: Any) -> Row:
     )
 
 
-def row_for(env: BaseModel) -> tuple[str, Row]:
-    """Table and row of an envelope model (any of :mod:`schemas.envelope`'s)."""
+def row_for(env: BaseModel | WireSipEnvelope) -> tuple[str, Row]:
+    """Table and row of an envelope model (any of :mod:`schemas.envelope`'s), or of a SIP envelope read by msgspec."""
+    if type(env) is WireSipEnvelope:
+        return _wire_sip_row(env)
     e = env.__dict__
     kind: str = e["kind"]
     body: BaseModel = e["body"]
@@ -315,6 +334,22 @@ def row_for(env: BaseModel) -> tuple[str, Row]:
         e["key"],
         body_json(kind, body),
         *typed,
+    )
+
+
+def _wire_sip_row(env: WireSipEnvelope) -> tuple[str, Row]:
+    """:func:`row_for` of a :class:`schemas.wire.WireSipEnvelope`: the same row as its pydantic model's."""
+    b = env.body
+    fields = asdict(b)
+    return "sip_messages", (
+        env.id,
+        env.node,
+        env.role,
+        micros(env.ts_text),
+        micros(env.received_text),
+        env.key,
+        _wire_body_json(b, fields),
+        *_sip_fields(fields, asdict(b.src), asdict(b.dst)),
     )
 
 
@@ -395,6 +430,38 @@ def _fields_of(value: Any) -> dict[str, Any]:
         fields: dict[str, Any] = value.__dict__
         return fields
     raise TypeError
+
+
+def _wire_fields(value: Any) -> dict[str, Any]:
+    """orjson's ``default`` for a msgspec-read body: a nested struct as its fields."""
+    if isinstance(value, WireStruct):
+        return asdict(value)
+    raise TypeError
+
+
+# ``raw`` is a SIP body's last field, and inside a JSON string every quote is escaped, so the last
+# ``,"raw":`` of the encoded body is the field's own key.
+_RAW_KEY = b',"raw":'
+_encode_struct = msgspec.json.Encoder().encode
+
+
+def _wire_body_json(body: WireSipBody, fields: dict[str, Any]) -> str:
+    """:func:`body_json` of a msgspec-read SIP body (``fields``: its field values, not kept).
+
+    Without a VQ report every value is a string, an int, a bool or null, nested in lists and
+    objects, which msgspec writes as orjson and pydantic do (same escapes, non-ASCII as UTF-8):
+    the encoded body with ``raw`` cut off. A VQ report may hold floats, which the libraries do not
+    all write alike (``1e21``): those bodies go through orjson as the models' do.
+    """
+    if body.vq_report is None:
+        text = _encode_struct(body)
+        return text[: text.rfind(_RAW_KEY)].decode() + "}"
+    fields = fields.copy()
+    del fields["raw"]
+    try:
+        return orjson.dumps(fields, default=_wire_fields, option=_BODY_JSON_OPTIONS).decode()
+    except TypeError:  # a value orjson does not write as pydantic does (an int past 64 bits): pydantic's text
+        return SipBody.model_validate(msgspec.to_builtins(body)).model_dump_json(exclude={"raw"})
 
 
 def body_json(kind: str, body: BaseModel) -> str:

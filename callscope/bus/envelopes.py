@@ -2,9 +2,10 @@
 
 The processors of a process run on one event loop and read the same records: every SIP message is
 read by the events, call_legs, registrations, media_quality and health processors, and validating an
-envelope (pydantic) is the largest single cost of reading one. :class:`EnvelopeCache` keeps the
-envelopes of the most recent record values, keyed by the bytes themselves, so the first processor to
-read a record validates it and the others take the result.
+envelope is the largest single cost of reading one. :class:`EnvelopeCache` keeps the envelopes of the
+most recent record values, keyed by the bytes themselves, so the first processor to read a record
+validates it and the others take the result. SIP envelopes are read by msgspec when it can vouch for
+them (:mod:`schemas.wire`, a :class:`~schemas.wire.WireSipEnvelope`), by pydantic otherwise.
 
 Sharing is safe: decoding is a pure function of the bytes, and the envelope and body models are
 frozen. A value that fails validation is not kept (every reader gets the same error). The cache holds
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from schemas.envelope import ENVELOPE_ADAPTER, Envelope
+from schemas.wire import SIP_PREFIX, Decoded, decode_sip
 
 # Processors poll up to 5000 records at a time (ProcessorConfig.poll_max_records) and take turns on
 # the loop, so readers of a record are usually within one or two polls of each other.
@@ -29,35 +31,44 @@ DEFAULT_ENTRIES = 8192
 validate_json: Callable[[bytes], Envelope] = ENVELOPE_ADAPTER.validator.validate_json
 
 
+def read(value: bytes) -> Decoded:
+    """One record's envelope, uncached: msgspec for a SIP envelope it vouches for, else pydantic."""
+    if value[: len(SIP_PREFIX)] == SIP_PREFIX:
+        env = decode_sip(value)
+        if env is not None:
+            return env
+    return validate_json(value)
+
+
 class EnvelopeCache:
     """Validated envelopes of recent record values (see the module)."""
 
     def __init__(self, max_entries: int = DEFAULT_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._items: OrderedDict[bytes, Envelope] = OrderedDict()
+        self._items: OrderedDict[bytes, Decoded] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def decode(self, value: bytes) -> Envelope:
+    def decode(self, value: bytes) -> Decoded:
         """The envelope of ``value``; raises pydantic's ``ValidationError`` (a ``ValueError``) when invalid."""
         if type(value) is not bytes:  # bytearray, memoryview: not hashable, not kept
-            return validate_json(value)
+            return read(value)
         items = self._items
         env = items.get(value)
         if env is not None:
             self.hits += 1
             return env
-        env = validate_json(value)
+        env = read(value)
         self.misses += 1
         if len(items) >= self.max_entries:
             items.popitem(last=False)
         items[value] = env
         return env
 
-    def peek(self, value: bytes) -> Envelope | None:
+    def peek(self, value: bytes) -> Decoded | None:
         """The envelope of ``value`` if a reader decoded it already, else None (nothing is validated)."""
         return self._items.get(value) if type(value) is bytes else None
 

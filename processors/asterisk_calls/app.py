@@ -39,8 +39,8 @@ from processors.asterisk_calls.config import AsteriskCallsConfig
 from processors.asterisk_calls.correlator import AsteriskCorrelator, Output
 from processors.asterisk_calls.rows import CallRow, LegRow, TransferRow
 from processors.call_legs.app import CorrelatingShell, PendingRow, utc_now
-from schemas.envelope import Envelope
 from schemas.topics import topic_for
+from schemas.wire import Decoded
 
 NAME = "asterisk_calls"
 _AMI = topic_for("ami")
@@ -141,7 +141,7 @@ class AsteriskCallsProcessor(CorrelatingShell):
     def _wants(self, topic: str, value: bytes) -> bool:
         return topic != _AMI or ami_wants(value)
 
-    def _feed(self, env: Envelope) -> list[PendingRow]:
+    def _feed(self, env: Decoded) -> list[PendingRow]:
         rows = pending_rows(self.correlator.feed(env))
         self._count_problems()
         return rows

@@ -48,8 +48,9 @@ from processors.asterisk_calls.rows import (
 from processors.asterisk_calls.state import CALL_LIVE, Call, NodeState, restore
 from processors.asterisk_calls.tracker import Tracker
 from processors.call_legs.correlator import LinkRow
-from schemas.envelope import AmiEnvelope, CdrEnvelope, CelEnvelope, Envelope
+from schemas.envelope import AmiEnvelope, CdrEnvelope, CelEnvelope
 from schemas.tables import micros
+from schemas.wire import Decoded
 
 VIA_ASTERISK = "asterisk"
 FORGOTTEN_MAX = 100_000
@@ -97,7 +98,7 @@ class AsteriskCorrelator:
 
     # -- feeding ----------------------------------------------------------------------------
 
-    def feed(self, env: Envelope) -> list[Output]:
+    def feed(self, env: Decoded) -> list[Output]:
         """Apply one envelope (AMI, CEL or CDR; any other kind is ignored); return the rows it changed."""
         if isinstance(env, AmiEnvelope):
             handler = HANDLERS.get(env.body.event)

@@ -9,7 +9,7 @@ Column order is ``schemas.tables.COLUMNS[...]``.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from processors.asterisk_calls.bridges import overlap
@@ -26,14 +26,13 @@ from processors.asterisk_calls.state import (
     Transfer,
     checkpoint,
 )
+from schemas.tables import from_micros
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TRANSFERRED = "transferred"
 _TRANSFERS = frozenset({"blind", "attended", "blonde"})
 
 
-def dt(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+dt = from_micros  # microseconds since the epoch -> aware UTC datetime
 
 
 def _opt(us: int | None) -> datetime | None:

@@ -40,9 +40,9 @@ from callscope.telemetry import Telemetry
 from processors.call_legs.config import CallLegsConfig
 from processors.call_legs.correlator import FINAL_STATES, LIVE_STATES, LegCorrelator, LegRow, LinkRow, Output
 from processors.call_legs.trunks import TrunkCounter
-from schemas.envelope import Envelope, SipEnvelope
 from schemas.errors import BusError
 from schemas.topics import topic_for
+from schemas.wire import SIP_ENVELOPES, Decoded
 
 NAME = "call_legs"
 
@@ -102,7 +102,7 @@ class CorrelatingShell:
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def _feed(self, env: Envelope) -> list[PendingRow]:
+    def _feed(self, env: Decoded) -> list[PendingRow]:
         raise NotImplementedError
 
     def _expire(self, now: datetime) -> list[PendingRow]:
@@ -318,8 +318,8 @@ class CallLegsProcessor(CorrelatingShell):
         if rows:
             self._log.info("legs reloaded", legs=len(rows))
 
-    def _feed(self, env: Envelope) -> list[PendingRow]:
-        if not isinstance(env, SipEnvelope):
+    def _feed(self, env: Decoded) -> list[PendingRow]:
+        if not isinstance(env, SIP_ENVELOPES):
             return []
         body = env.body
         if self.trunks.trunks and body.method == "INVITE" and body.is_request:

@@ -58,25 +58,19 @@ import hashlib
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
 
 from processors.call_legs.config import CallLegsConfig
-from schemas.envelope import SipEnvelope
-from schemas.tables import micros
+from schemas.tables import from_micros, micros
+from schemas.wire import SipLike
 
 FINAL_STATES = frozenset({"completed", "failed", "cancelled", "timeout"})
 LIVE_STATES = ("live", "ringing", "answered")
 VIA_HEP = "hep_correlation_id"
 VIA_SESSION = "session_id"
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _dt(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 def _ms(delta_us: int) -> int:
@@ -281,13 +275,13 @@ class LegCorrelator:
 
     # -- feeding ----------------------------------------------------------------------------
 
-    def feed(self, env: SipEnvelope) -> list[Output]:
+    def feed(self, env: SipLike) -> list[Output]:
         """Apply one SIP message; return the rows it changed (none for a replay or an unrelated message)."""
         out: list[Output] = list(self.touch(env))
         out.extend(self.rows())
         return out
 
-    def touch(self, env: SipEnvelope) -> list[LinkRow]:
+    def touch(self, env: SipLike) -> list[LinkRow]:
         """Apply one SIP message and mark its leg changed; return the new link rows.
 
         The leg's row is built by the next :meth:`rows` (or :meth:`expire`).
@@ -358,7 +352,7 @@ class LegCorrelator:
         self._dirty.clear()
         return out
 
-    def _request(self, leg: _Leg, env: SipEnvelope, method: str, ts: int, *, from_caller: bool, new: bool) -> None:
+    def _request(self, leg: _Leg, env: SipLike, method: str, ts: int, *, from_caller: bool, new: bool) -> None:
         b = env.body
         cseq = b.cseq or 0
         to_tag = b.to_tag or ""
@@ -405,7 +399,7 @@ class LegCorrelator:
             if b.reason_header:
                 leg.reason_header = b.reason_header
 
-    def _response(self, leg: _Leg, env: SipEnvelope, method: str, status: int, ts: int, *, from_caller: bool) -> None:
+    def _response(self, leg: _Leg, env: SipLike, method: str, status: int, ts: int, *, from_caller: bool) -> None:
         b = env.body
         cseq = b.cseq or 0
         to_tag = b.to_tag or ""
@@ -460,7 +454,7 @@ class LegCorrelator:
                 return value
         return next((v for v in correlation.values() if v), "")
 
-    def _links(self, leg: _Leg, env: SipEnvelope, ts: int) -> Iterable[LinkRow]:
+    def _links(self, leg: _Leg, env: SipLike, ts: int) -> Iterable[LinkRow]:
         b = env.body
         wanted: list[tuple[str, str, bool]] = []  # via, value, value names a Call-ID
         if b.correlation_id and b.correlation_id != leg.call_id:
@@ -481,7 +475,7 @@ class LegCorrelator:
                 if row_id in leg.links:
                     continue
                 leg.links.append(row_id)
-                yield LinkRow(row_id, call_id, linked, via, value, _dt(ts))
+                yield LinkRow(row_id, call_id, linked, via, value, from_micros(ts))
 
     # -- rows ---------------------------------------------------------------------------------
 
@@ -523,10 +517,10 @@ class LegCorrelator:
             leg.caller_display,
             leg.pai,
             leg.request_uri,
-            _dt(started),
-            None if ringing is None else _dt(ringing),
-            None if leg.answered_ts is None else _dt(leg.answered_ts),
-            None if ended_at is None else _dt(ended_at),
+            from_micros(started),
+            None if ringing is None else from_micros(ringing),
+            None if leg.answered_ts is None else from_micros(leg.answered_ts),
+            None if ended_at is None else from_micros(ended_at),
             pdd_ms,
             setup_ms,
             duration,
@@ -563,7 +557,7 @@ class LegCorrelator:
             leg.from_tag,
             *fields,
             leg.version,
-            _dt(updated),
+            from_micros(updated),
             checkpoint,
         )
 

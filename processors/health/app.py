@@ -57,9 +57,10 @@ from processors.health.results import (
 )
 from processors.health.state import HealthCore
 from processors.prefilter import method_is
-from schemas.envelope import Envelope, OptionsEnvelope, SipEnvelope, encode
+from schemas.envelope import OptionsEnvelope, encode
 from schemas.tables import micros
 from schemas.topics import topic_for
+from schemas.wire import SIP_ENVELOPES, Decoded
 
 NAME = "health"
 TABLE = "health_transitions"
@@ -235,11 +236,11 @@ class HealthProcessor(CorrelatingShell):
     def _wants(self, topic: str, value: bytes) -> bool:
         return topic != _SIP or sip_wants(value)
 
-    def _feed(self, env: Envelope) -> list[PendingRow]:
+    def _feed(self, env: Decoded) -> list[PendingRow]:
         if isinstance(env, OptionsEnvelope):
             result = ProbeResult.from_envelope(env)
             return self._apply(self.core.feed(result), result)
-        if isinstance(env, SipEnvelope) and self.passive is not None:
+        if isinstance(env, SIP_ENVELOPES) and self.passive is not None:
             self._passive(self.passive.feed(env))
         return []
 

@@ -49,8 +49,9 @@ from collectors.options.config import OptionsConfig
 from processors.health.config import HealthConfig
 from processors.health.policy import Policies
 from schemas.bodies import OptionsBody
-from schemas.envelope import OptionsEnvelope, Role, SipEnvelope, event_id
+from schemas.envelope import OptionsEnvelope, Role, event_id
 from schemas.tables import micros
+from schemas.wire import SipLike
 
 _US = 1_000_000
 
@@ -81,7 +82,7 @@ TxnKey = tuple[str, str, int, str]  # node, Call-ID, CSeq, top Via branch
 
 @dataclass(slots=True)
 class _Txn:
-    request: SipEnvelope
+    request: SipLike
     ts: int
     target: str
     kind: Literal["trunk", "node", "subscriber", "other"]
@@ -114,7 +115,7 @@ class PassiveCorrelator:
     own_addresses: Mapping[str, frozenset[str]] = field(default_factory=dict)
     _txns: dict[TxnKey, _Txn] = field(default_factory=dict, init=False)
     _others: set[str] = field(default_factory=set, init=False)
-    _early: dict[TxnKey, tuple[SipEnvelope, bool]] = field(default_factory=dict, init=False)  # answer, overdue
+    _early: dict[TxnKey, tuple[SipLike, bool]] = field(default_factory=dict, init=False)  # answer, overdue
     _by_address: dict[tuple[str, int], tuple[str, Literal["trunk", "node", "subscriber", "other"]]] = field(
         default_factory=dict, init=False
     )
@@ -135,7 +136,7 @@ class PassiveCorrelator:
         """Distinct unconfigured (``host:port``) targets seen."""
         return len(self._others)
 
-    def feed(self, env: SipEnvelope) -> list[PassiveOutput]:
+    def feed(self, env: SipLike) -> list[PassiveOutput]:
         """Apply one SIP message; anything but OPTIONS and its answers is ignored."""
         b = env.body
         if (b.method or "").upper() != "OPTIONS":
@@ -158,7 +159,7 @@ class PassiveCorrelator:
             return []
         return self._answer(txn, env)
 
-    def _answer(self, txn: _Txn, env: SipEnvelope) -> list[PassiveOutput]:
+    def _answer(self, txn: _Txn, env: SipLike) -> list[PassiveOutput]:
         b = env.body
         if txn.ignored or txn.done_at is not None or b.status is None:
             return []  # a retransmitted final answer, or the answer to a dropped request
@@ -179,7 +180,7 @@ class PassiveCorrelator:
             )
         ]
 
-    def _request(self, key: TxnKey, env: SipEnvelope) -> list[PassiveOutput]:
+    def _request(self, key: TxnKey, env: SipLike) -> list[PassiveOutput]:
         early = self._early.pop(key, None)
         out = self._open(key, env)
         txn = self._txns.get(key)
@@ -187,7 +188,7 @@ class PassiveCorrelator:
             out.extend(self._answer(txn, early[0]))
         return out
 
-    def _open(self, key: TxnKey, env: SipEnvelope) -> list[PassiveOutput]:
+    def _open(self, key: TxnKey, env: SipLike) -> list[PassiveOutput]:
         if len(self) >= self.health.max_passive_transactions:
             return [Dropped("transaction_limit")]
         b = env.body
@@ -215,7 +216,7 @@ class PassiveCorrelator:
         self,
         txn: _Txn,
         *,
-        received: SipEnvelope | None,
+        received: SipLike | None,
         status: int | None,
         reason: str | None,
         rtt_ms: float | None,

@@ -13,8 +13,9 @@ from datetime import datetime
 from processors.call_legs.app import CorrelatingShell, PendingRow
 from processors.media_quality.mos import MediaQualityCore
 from processors.prefilter import may_carry_media
-from schemas.envelope import Envelope, RtcpEnvelope, SipEnvelope
+from schemas.envelope import RtcpEnvelope
 from schemas.topics import topic_for
+from schemas.wire import SIP_ENVELOPES, Decoded
 
 NAME = "media_quality"
 _SIP = topic_for("sip")
@@ -36,13 +37,13 @@ class MediaQualityProcessor(CorrelatingShell):
             return True
         env = self.envelopes.peek(value)  # decoded by another processor of the process already?
         if env is not None:
-            return isinstance(env, SipEnvelope) and (env.body.sdp is not None or bool(env.body.vq_report))
+            return isinstance(env, SIP_ENVELOPES) and (env.body.sdp is not None or bool(env.body.vq_report))
         return may_carry_media(value)
 
-    def _feed(self, env: Envelope) -> list[PendingRow]:
+    def _feed(self, env: Decoded) -> list[PendingRow]:
         if isinstance(env, RtcpEnvelope):
             rows = self.core.feed_rtcp(env)
-        elif isinstance(env, SipEnvelope):
+        elif isinstance(env, SIP_ENVELOPES):
             rows = self.core.feed_sip(env)
         else:
             return []

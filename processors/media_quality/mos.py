@@ -42,8 +42,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from schemas.envelope import RtcpEnvelope, SipEnvelope
+from schemas.envelope import RtcpEnvelope
 from schemas.tables import micros
+from schemas.wire import SipLike
 
 RO_MINUS_IS = 93.2
 G711_BPL = 25.1
@@ -215,7 +216,7 @@ class MediaQualityCore:
 
     # -- SIP side -------------------------------------------------------------------------
 
-    def feed_sip(self, env: SipEnvelope) -> list[QualityRow]:
+    def feed_sip(self, env: SipLike) -> list[QualityRow]:
         """Learn the call's codec from SDP; a PUBLISH with a VQ-RTCPXR body becomes a 'VQ' row."""
         b = env.body
         if b.sdp is not None:
@@ -237,7 +238,7 @@ class MediaQualityCore:
         while len(store) > self.limits.calls_max:
             store.popitem(last=False)
 
-    def _vq(self, env: SipEnvelope, report: dict[str, Any]) -> QualityRow | None:
+    def _vq(self, env: SipLike, report: dict[str, Any]) -> QualityRow | None:
         call_id = str(report.get("CallID") or env.body.call_id)
         local = _section(report, "LocalAddr")
         remote = _section(report, "RemoteAddr")

@@ -41,8 +41,8 @@ from processors.queue_sessions.config import QueueSessionsConfig
 from processors.queue_sessions.correlator import Output, QueueCorrelator
 from processors.queue_sessions.parse import AMI_EVENTS
 from processors.queue_sessions.session import SESSION_ROW_FIELDS
-from schemas.envelope import Envelope
 from schemas.topics import topic_for
+from schemas.wire import Decoded
 
 NAME = "queue_sessions"
 SESSIONS = "queue_sessions"
@@ -158,7 +158,7 @@ class QueueSessionsProcessor(CorrelatingShell):
         body = doc.get("body")
         return isinstance(body, dict) and str(body.get("event") or "").lower() in AMI_EVENTS
 
-    def _feed(self, env: Envelope) -> list[PendingRow]:
+    def _feed(self, env: Decoded) -> list[PendingRow]:
         result = self.correlator.feed_result(env)
         self._events_metric.labels(env.kind, result.status).inc()
         if result.problem is not None:

@@ -49,8 +49,8 @@ from processors.queue_sessions.config import QueueSessionsConfig
 from processors.queue_sessions.events import AgentEvent, CallerEvent, GapEvent, Normalized
 from processors.queue_sessions.parse import normalize
 from processors.queue_sessions.session import Session, SessionRow, View, dt
-from schemas.envelope import Envelope
 from schemas.tables import micros
+from schemas.wire import Decoded
 
 Group = tuple[str, str, str]  # node, queue, callid
 Output = SessionRow | AgentStateRow
@@ -96,11 +96,11 @@ class QueueCorrelator:
 
     # -- feeding -------------------------------------------------------------------------------
 
-    def feed(self, env: Envelope) -> list[Output]:
+    def feed(self, env: Decoded) -> list[Output]:
         """Apply one envelope (anything but queue_log and AMI queue/agent events is ignored)."""
         return self.feed_result(env).rows
 
-    def feed_result(self, env: Envelope) -> FeedResult:
+    def feed_result(self, env: Decoded) -> FeedResult:
         event, problem = normalize(env)
         if event is None:
             result = FeedResult([], "ignored", problem)

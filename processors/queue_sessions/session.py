@@ -12,21 +12,18 @@ trip (the row's ``checkpoint``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from processors.queue_sessions.events import CallerEvent
+from schemas.tables import from_micros
 
 PREFERENCE = ("queue_log", "ami")
 ANSWERED_OUTCOMES = frozenset({"completed_caller", "completed_agent", "transferred", "answered_lost"})
 REJECTED_OUTCOMES = frozenset({"full", "join_empty", "join_unavail", "closed"})
 TIMEOUT_OUTCOMES = frozenset({"lost", "answered_lost", "exit"})
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def dt(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
+dt = from_micros  # microseconds since the epoch -> aware UTC datetime
 
 
 def _min(a: int | None, b: int) -> int:

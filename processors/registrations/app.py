@@ -15,8 +15,8 @@ from datetime import datetime
 from processors.call_legs.app import CorrelatingShell, PendingRow
 from processors.prefilter import method_is
 from processors.registrations.correlator import RegistrationCorrelator, RegistrationRow
-from schemas.envelope import Envelope, SipEnvelope
 from schemas.topics import topic_for
+from schemas.wire import SIP_ENVELOPES, Decoded
 
 NAME = "registrations"
 RELOAD_SECS = 300
@@ -45,11 +45,11 @@ class RegistrationsProcessor(CorrelatingShell):
         # (the bytes are looked at when no other processor of the process has decoded the record yet).
         env = self.envelopes.peek(value)
         if env is not None:
-            return isinstance(env, SipEnvelope) and (env.body.method or "").upper() == "REGISTER"
+            return isinstance(env, SIP_ENVELOPES) and (env.body.method or "").upper() == "REGISTER"
         return method_is(value, b"register")
 
-    def _feed(self, env: Envelope) -> list[PendingRow]:
-        if not isinstance(env, SipEnvelope):
+    def _feed(self, env: Decoded) -> list[PendingRow]:
+        if not isinstance(env, SIP_ENVELOPES):
             return []
         return [("registrations", r.id, r.values()) for r in self.correlator.feed(env)]
 

@@ -18,20 +18,14 @@ No I/O, no clock: :meth:`RegistrationCorrelator.feed` and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from schemas.envelope import SipEnvelope
-from schemas.tables import micros
+from schemas.tables import from_micros, micros
+from schemas.wire import SipLike
 
 DEFAULT_EXPIRES = 3600
 TIMEOUT_REASON = "timeout"
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _dt(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +123,7 @@ class RegistrationCorrelator:
         txn.last_row = self._content(txn)
         self._txns[(row.call_id, row.cseq)] = txn
 
-    def feed(self, env: SipEnvelope) -> list[RegistrationRow]:
+    def feed(self, env: SipLike) -> list[RegistrationRow]:
         """Apply one SIP message (anything but REGISTER and its answers is ignored)."""
         b = env.body
         if (b.method or "").upper() != "REGISTER":
@@ -203,8 +197,8 @@ class RegistrationCorrelator:
             src_ip=txn.src_ip,
             call_id=txn.call_id,
             cseq=txn.cseq,
-            requested_at=_dt(txn.requested_at),
-            answered_at=None if txn.answered_at is None else _dt(txn.answered_at),
+            requested_at=from_micros(txn.requested_at),
+            answered_at=None if txn.answered_at is None else from_micros(txn.answered_at),
             challenge=txn.challenge,
             version=txn.version,
         )

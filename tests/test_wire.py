@@ -1,0 +1,305 @@
+"""schemas.wire: msgspec reads SIP envelopes as pydantic would, or leaves them to pydantic.
+
+The contract: whatever :func:`schemas.wire.decode_sip` accepts, pydantic accepts too, with equal
+values (the envelope, and the ``sip_messages`` row written from it); what the encoder writes is
+accepted (else the fast path would be dead weight). Checked on the mirror's definition, on the
+corpus captures, on generated traffic and on hypothesis mutations of envelopes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, ValidationError
+
+from callscope.bus.envelopes import read
+from callscope.replay import resolve_formats
+from schemas.bodies import Endpoint, SdpMedia, SdpSummary, SipBody
+from schemas.envelope import ENVELOPE_ADAPTER, SipEnvelope
+from schemas.tables import row_for
+from schemas.wire import (
+    SIP_PREFIX,
+    WireEndpoint,
+    WireSdpMedia,
+    WireSdpSummary,
+    WireSipBody,
+    WireSipEnvelope,
+    WireStruct,
+    decode_sip,
+    to_model,
+)
+from tests.corpus import CORPUS, require
+from tests.samples import sample_envelope
+
+PAIRS: list[tuple[type[WireStruct], type[BaseModel]]] = [
+    (WireEndpoint, Endpoint),
+    (WireSdpMedia, SdpMedia),
+    (WireSdpSummary, SdpSummary),
+    (WireSipBody, SipBody),
+    (WireSipEnvelope, SipEnvelope),
+]
+# The one deliberate difference: msgspec reads the timestamps as text of the encoder's form.
+TIMESTAMPS = ("ts", "received")
+
+
+def _normal(node: Any) -> Any:
+    """A JSON schema without what differs only in how the two libraries write it."""
+    if isinstance(node, list):
+        return [_normal(v) for v in node]
+    if not isinstance(node, dict):
+        return node.replace("#/$defs/Wire", "#/$defs/") if isinstance(node, str) else node
+    out = {k: _normal(v) for k, v in node.items() if k not in ("title", "description", "default", "required")}
+    if "const" in out:  # pydantic: const; msgspec: a one-value enum
+        out["enum"] = [out.pop("const")]
+    if "enum" in out:
+        out["enum"] = sorted(out["enum"])
+        out.pop("type", None)
+    if out.get("additionalProperties") is True:
+        del out["additionalProperties"]
+    return out
+
+
+def _schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    _, wire = msgspec.json.schema_components([WireSipEnvelope], ref_template="#/$defs/{name}")
+    model = SipEnvelope.model_json_schema(ref_template="#/$defs/{model}")
+    defs = model.pop("$defs")
+    defs["SipEnvelope"] = model
+    return {name.removeprefix("Wire"): s for name, s in wire.items()}, defs
+
+
+@pytest.mark.parametrize(("wire", "model"), PAIRS, ids=[m.__name__ for _, m in PAIRS])
+def test_the_structs_mirror_the_models_field_by_field(wire: type[WireStruct], model: type[BaseModel]) -> None:
+    fields = msgspec.structs.fields(wire)
+    assert [f.encode_name for f in fields] == list(model.model_fields)  # same order: same body column
+    wire_schemas, model_schemas = _schemas()
+    wire_schema, model_schema = wire_schemas[model.__name__], model_schemas[model.__name__]
+    for f in fields:
+        name = f.encode_name
+        info = model.model_fields[name]
+        assert f.required == info.is_required(), name
+        if not f.required:
+            default = f.default_factory() if f.default is msgspec.NODEFAULT else f.default
+            assert default == info.get_default(call_default_factory=True), name
+        if name in TIMESTAMPS:
+            continue
+        assert _normal(wire_schema["properties"][name]) == _normal(model_schema["properties"][name]), name
+    assert wire.__struct_config__.forbid_unknown_fields
+    assert model.model_config.get("extra") == "forbid"
+    assert wire.__struct_config__.frozen
+    assert model.model_config.get("frozen")
+
+
+def _pydantic(value: bytes) -> SipEnvelope | None:
+    try:
+        env = ENVELOPE_ADAPTER.validate_json(value)
+    except ValidationError:
+        return None
+    return env if isinstance(env, SipEnvelope) else None
+
+
+def _check(value: bytes) -> bool:
+    """The contract for one record; True when the fast path took it."""
+    fast, slow = decode_sip(value), _pydantic(value)
+    if fast is None:
+        return False
+    assert slow is not None, value
+    assert to_model(fast) == slow
+    assert (fast.ts, fast.received) == (slow.ts, slow.received)
+    assert row_for(fast) == row_for(slow)
+    return True
+
+
+def _corpus_sip() -> list[bytes]:
+    require(CORPUS)
+    captures = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".pcap", ".pcapng") and p.is_file())
+    out: list[bytes] = []
+    for path, fmt in resolve_formats(captures, None):
+        for item in fmt.read(path, node="corpus", role="sbc"):
+            if item.kind == "sip" and item.envelope is not None:
+                out.append(item.envelope)
+    return out
+
+
+def test_every_sip_envelope_of_the_corpus_captures_reads_the_same() -> None:
+    values = _corpus_sip()
+    assert len(values) > 100
+    taken = sum(_check(v) for v in values)
+    assert taken == len(values)  # what the encoder writes is the fast path's
+
+
+def test_generated_traffic_reads_the_same_and_takes_the_fast_path() -> None:
+    from bench.events_path import sip_records
+
+    values = sip_records(2000, seed=int(os.environ.get("WIRE_SEED", "11")))
+    assert all(v.startswith(SIP_PREFIX) for v in values)
+    assert sum(_check(v) for v in values) == len(values)
+
+
+def _doc(**body: Any) -> dict[str, Any]:
+    doc = sample_envelope("sip")
+    doc["body"].update(
+        sdp={"connection": "10.0.0.1", "media": [{"media": "audio", "port": 4000, "codecs": ["PCMA/8000"]}]},
+        vq_report={"CallID": "x", "QualityEst": {"MOSCQ": 4.1}},
+        headers={"route": "<sip:p1>"},
+        correlation={"x-cid": "c1"},
+        via_branches=["z9hG4bK1"],
+    )
+    doc["body"].update(body)
+    return doc
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
+    | st.sampled_from(["", "5060", "udp", "sip", "true", "2024-03-01T10:00:00Z", "x" * 1100, "\ud800", "é" * 64]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
+_TIMES = st.sampled_from(
+    [
+        "2024-03-01T10:00:00.000001Z",
+        "2024-03-01T10:00:00Z",
+        "2024-03-01T10:00:00.1234567Z",
+        "2024-03-01t10:00:00z",
+        "2024-03-01 10:00:00Z",
+        "2024-03-01T10:00:00+00:00",
+        "2024-03-01T12:00:00+02:00",
+        "2024-03-01T10:00:00",
+        "2024-02-30T10:00:00Z",
+        "2024-13-01T10:00:00Z",
+        "2024-03-01T24:00:00Z",
+        "2024-03-01T10:00:60Z",
+        "0000-03-01T10:00:00Z",
+        "1709287200",
+    ]
+)
+
+
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> bytes:
+    doc = _doc()
+    if draw(st.booleans()):
+        doc["body"]["vq_report"] = None  # the body column's msgspec path (floats go through orjson)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(doc)
+        path = draw(st.sampled_from(paths))
+        parent = doc
+        for step in path[:-1]:
+            parent = parent[step]
+        action = draw(st.sampled_from(["replace", "delete", "add", "time"]))
+        last = path[-1]
+        if action == "delete":
+            del parent[last]
+        elif action == "add" and isinstance(parent, dict):
+            parent[draw(st.sampled_from(["extra", "kind", "v", "Raw", str(last)]))] = draw(_JSON_VALUES)
+        elif action == "time":
+            doc[draw(st.sampled_from(TIMESTAMPS))] = draw(_TIMES)
+        else:
+            parent[last] = draw(_JSON_VALUES)
+    # The standard library writes what orjson refuses (ints past 64 bits, lone surrogates escaped).
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated())
+def test_mutated_envelopes_are_read_the_same_or_left_to_pydantic(value: bytes) -> None:
+    _check(value)
+    env = None
+    try:
+        env = read(value)
+    except ValidationError:
+        assert _pydantic(value) is None
+        assert decode_sip(value) is None
+    if env is not None:
+        assert _pydantic(value) is not None
+        if isinstance(env, WireSipEnvelope):
+            assert to_model(env) == _pydantic(value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("cseq", "5"),  # lax: pydantic coerces a numeric string
+        ("is_request", 1),
+        ("status", 200.0),
+        ("src", {"ip": "10.0.0.1", "port": "5060"}),
+    ],
+)
+def test_what_pydantic_coerces_is_left_to_pydantic(field: str, value: Any) -> None:
+    raw = orjson.dumps(_doc(**{field: value}))
+    assert decode_sip(raw) is None
+    env = read(raw)
+    assert isinstance(env, SipEnvelope)
+
+
+@pytest.mark.parametrize(
+    "ts",
+    ["2024-03-01T10:00:00.1234567Z", "2024-03-01T12:00:00+02:00", "2024-03-01T10:00:00", "2024-02-30T10:00:00Z"],
+)
+def test_timestamps_not_in_the_encoders_form_are_left_to_pydantic(ts: str) -> None:
+    doc = _doc()
+    doc["ts"] = ts
+    raw = orjson.dumps(doc)
+    assert decode_sip(raw) is None
+    assert (_pydantic(raw) is None) == (ts == "2024-02-30T10:00:00Z")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"call_id": "x" * 1025},
+        {"status": 99},
+        {"transport": "quic"},
+        {"via_branches": ["b"] * 33},
+        {"sdp": {"media": [{"media": "audio", "port": 70000}]}},
+        {"unknown": 1},
+        {"src": {"ip": "10.0.0.1", "port": 5060, "extra": 1}},
+    ],
+)
+def test_limits_refuse_as_pydantic_does(body: dict[str, Any]) -> None:
+    raw = orjson.dumps(_doc(**body))
+    assert decode_sip(raw) is None
+    assert _pydantic(raw) is None
+
+
+def test_a_wire_envelope_reads_like_the_model() -> None:
+    raw = orjson.dumps(_doc())
+    fast = decode_sip(raw)
+    assert isinstance(fast, WireSipEnvelope)
+    slow = _pydantic(raw)
+    assert slow is not None
+    assert fast.ts == slow.ts
+    assert fast.ts.tzinfo is not None
+    assert fast.body.sdp is not None
+    assert fast.body.sdp.media[0].codecs == ["PCMA/8000"]
+    assert fast.body.src.ip == slow.body.src.ip
+    with pytest.raises(AttributeError):
+        fast.body.call_id = "other"  # type: ignore[misc]
+
+
+def test_to_model_gives_the_pydantic_envelope() -> None:
+    raw = orjson.dumps(_doc())
+    fast = decode_sip(raw)
+    assert fast is not None
+    assert to_model(fast) == _pydantic(raw)
