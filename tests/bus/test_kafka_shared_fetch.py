@@ -17,6 +17,7 @@ from callscope.bus.base import Record, TopicPartition
 from callscope.bus.kafka import KafkaBus, KafkaConsumer
 from callscope.bus.kafka.member import SharedFetchConsumer
 from callscope.bus.kafka.shared_fetch import SharedFetch
+from schemas.errors import BusError
 from tests.bus.test_kafka_bus import DEADLINE_SECS, make_bus, produce, unique, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -262,3 +263,30 @@ async def test_groups_with_different_topics_get_only_theirs(shared_bus: KafkaBus
     assert {r.topic for r in got_sip} == {sip}
     assert {r.topic for r in got_rtcp} == {rtcp}
     assert reader(shared_bus).fetched == len(sip_items) + len(rtcp_items)  # the union, fetched once
+
+
+async def first_error(consumer: KafkaConsumer) -> BusError:
+    """Poll until a poll raises (records fetched before the loop broke may come first)."""
+    for _ in range(100):
+        try:
+            await consumer.getmany(timeout_ms=200)
+        except BusError as exc:
+            return exc
+    raise AssertionError("no poll raised within 20 s")
+
+
+async def test_members_raise_when_the_shared_fetch_dies(shared_bus: KafkaBus, monkeypatch: pytest.MonkeyPatch) -> None:
+    topic = unique("dies")
+    await shared_bus.ensure_topics([topic])
+    consumer = await shared_bus.consumer(unique("g"), [topic])
+    kafka = reader(shared_bus)._kafka
+    assert kafka is not None
+
+    async def broken(**_: object) -> None:
+        raise RuntimeError("bug in the fetch loop")
+
+    monkeypatch.setattr(kafka, "getmany", broken)
+    await produce(shared_bus.producer(), topic, items(10, "m"))
+    assert "bug in the fetch loop" in str(await first_error(consumer))
+    with pytest.raises(BusError, match="bug in the fetch loop"):  # every poll after, not only the first
+        await consumer.getmany(timeout_ms=200)

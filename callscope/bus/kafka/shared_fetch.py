@@ -138,6 +138,8 @@ class Inbox:
         if self._error is not None:
             error, self._error = self._error, None
             raise BusError(f"kafka fetch failed: {type(error).__name__}: {error}") from error
+        if self._shared.crashed is not None:
+            raise BusError(f"kafka shared fetch stopped: {self._shared.crashed!r}") from self._shared.crashed
         records: list[Record] = []
         next_offsets: dict[KafkaTP, int] = {}
         for tp in list(self._ready):
@@ -168,6 +170,7 @@ class SharedFetch:
         self._paused: set[KafkaTP] = set()
         self._assigned = asyncio.Event()  # set while the reader has partitions to fetch
         self.fetched = 0  # records the reader fetched (each member's share is counted in its Inbox)
+        self.crashed: BaseException | None = None  # what ended the fetch loop, if not stop()
 
     async def start(self) -> None:
         async def connect() -> AIOKafkaConsumer:
@@ -188,10 +191,11 @@ class SharedFetch:
 
         self._kafka = await self._bus.connect_with_retry("shared_fetch", connect)
         self._task = asyncio.create_task(self._run(self._kafka), name="kafka-shared-fetch")
+        self._task.add_done_callback(self._ended)
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        if task is not None and not task.done():  # a crashed loop was reported by _ended already
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -292,6 +296,16 @@ class SharedFetch:
         if full and tp not in self._paused:
             self._paused.add(tp)
             kafka.pause(tp)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The fetch loop ended without stop(): every member's polls raise, instead of waiting for nothing."""
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            return
+        self.crashed = error
+        self.log.error("kafka shared fetch crashed", error=repr(error))
+        for inbox in {inbox for readers in self._readers.values() for inbox in readers}:
+            inbox.fail(error)
 
     def drained(self, tp: KafkaTP) -> None:
         """A member took records of ``tp``: resume fetching it once every member's buffer is below half the limit."""
