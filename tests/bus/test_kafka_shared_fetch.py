@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from aiokafka import TopicPartition as KafkaTP
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from callscope.bus.base import Record, TopicPartition
 from callscope.bus.kafka import KafkaBus, KafkaConsumer
@@ -290,3 +292,85 @@ async def test_members_raise_when_the_shared_fetch_dies(shared_bus: KafkaBus, mo
     assert "bug in the fetch loop" in str(await first_error(consumer))
     with pytest.raises(BusError, match="bug in the fetch loop"):  # every poll after, not only the first
         await consumer.getmany(timeout_ms=200)
+
+
+async def recreate(bootstrap: str, topic: str) -> None:
+    """Delete ``topic`` and create it again with one partition: the deletion completes in the
+    background, so the creation is retried until the broker takes it (within the deadline)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE_SECS
+        while True:
+            response = await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+            code = response.topic_errors[0][1]
+            if code == 0:
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"recreating {topic!r}: still kafka error code {code} after {DEADLINE_SECS:g} s")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def committed_offset(bootstrap: str, group: str, tp: TopicPartition) -> int | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[KafkaTP(tp.topic, tp.partition)])
+    finally:
+        await admin.close()
+    meta = offsets.get(KafkaTP(tp.topic, tp.partition))
+    return meta.offset if meta is not None and meta.offset >= 0 else None
+
+
+@pytest.mark.parametrize("shared_fetch", [False, True], ids=["per-group", "shared"])
+@pytest.mark.parametrize("commit_again", [False, True], ids=["commit-dropped", "committed-past-end"])
+async def test_group_reads_a_recreated_topic_from_the_start(
+    kafka_bootstrap: str, shared_fetch: bool, commit_again: bool
+) -> None:
+    """A group that committed offset 10 of a topic that is deleted and recreated with 3 records
+    gets exactly those 3. The broker drops a deleted topic's committed offsets (Kafka 4.0), so
+    ``committed-past-end`` has a member of the group in another process, still at 10 from before,
+    commit 10 again: then the group's commit is past the log end and the fetch at 10 is out of range
+    (``auto_offset_reset="earliest"``: from the oldest offset). Shared and per-group alike."""
+    topic, group = unique("recreated"), unique("g")
+    tp = TopicPartition(topic, 0)
+    bus = make_bus(kafka_bootstrap, shared_fetch=shared_fetch)
+    other = make_bus(kafka_bootstrap, shared_fetch=False)
+    await bus.start()
+    await other.start()
+    try:
+        await bus.ensure_topics([topic], partitions=1)
+        await produce(bus.producer(), topic, items(10, "old"))
+        consumer = await bus.consumer(group, [topic])
+        (old,) = await read([consumer], 10)
+        assert [r.offset for r in old] == list(range(10))
+        await consumer.commit({tp: 10})
+        await consumer.close()
+        assert await committed_offset(kafka_bootstrap, group, tp) == 10
+
+        await recreate(kafka_bootstrap, topic)
+        await bus.ensure_topics([topic], partitions=1)  # waits for the new partition's leader
+        if commit_again:
+            stale = await other.consumer(group, [topic])
+            await stale.commit({tp: 10})
+            await stale.close()
+        assert await committed_offset(kafka_bootstrap, group, tp) == (10 if commit_again else None)
+        new = items(3, "new")
+        await produce(bus.producer(), topic, new)
+
+        consumer = await bus.consumer(group, [topic])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5.0
+        got: list[Record] = []
+        while len(got) < len(new) and loop.time() < deadline:
+            got += await consumer.getmany(timeout_ms=200)
+        got += await consumer.getmany(timeout_ms=QUIET_MS)
+        assert [(r.offset, r.value) for r in got] == [(i, v) for i, (_, v) in enumerate(new)]
+        await consumer.close()
+    finally:
+        await other.stop()
+        await bus.stop()

@@ -287,6 +287,8 @@ class SharedFetch:
     def _deliver(self, kafka: AIOKafkaConsumer, tp: KafkaTP, batch: list[ConsumerRecord[bytes, bytes]]) -> None:
         records = records_of(tp.topic, tp.partition, batch)
         self.fetched += len(records)
+        if records[0].offset < self._next[tp]:
+            self._reset_past_end(kafka, tp, records)
         self._next[tp] = records[-1].offset + 1
         size = _value_bytes(records)
         full = False
@@ -296,6 +298,31 @@ class SharedFetch:
         if full and tp not in self._paused:
             self._paused.add(tp)
             kafka.pause(tp)
+
+    def _reset_past_end(self, kafka: AIOKafkaConsumer, tp: KafkaTP, records: list[Record]) -> None:
+        """The batch starts below where the reader asked for (seeks set ``_next`` first): the broker
+        found the reader's offset out of range and aiokafka reset it to the oldest offset
+        (``auto_offset_reset="earliest"``), e.g. the topic was deleted and recreated or truncated.
+        Members that need an offset past the partition's end would drop every record from here on
+        and wait forever; as their own consumers would on the per-group path, they read from the
+        oldest offset, which this batch starts with. Members within range keep their offsets.
+
+        Not caught: a member past the end while another member keeps the reader's position in range
+        (the reader's fetch is never out of range). Comparing members with the highwater alone would
+        be wrong: a new leader's highwater can lag the offsets groups already committed."""
+        end = kafka.highwater(tp)
+        if end is None:
+            end = records[-1].offset + 1
+        for inbox in self._readers[tp]:
+            feed = inbox.feeds.get(tp)
+            if feed is not None and feed.next_offset > end:
+                self.log.warning(
+                    "kafka offset out of range, reading from the oldest offset",
+                    partition=f"{tp.topic}:{tp.partition}",
+                    offset=feed.next_offset,
+                    reset_to=records[0].offset,
+                )
+                feed.next_offset = records[0].offset
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """The fetch loop ended without stop(): every member's polls raise, instead of waiting for nothing."""
