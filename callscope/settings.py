@@ -137,6 +137,21 @@ class KafkaConfig(_Frozen):
         le=10000,
         description="Longest a fetch waits at the broker for fetch_min_bytes: the latency it may add at low rates.",
     )
+    shared_fetch: bool = Field(
+        default=True,
+        description=(
+            "One fetch per process shared by its consumer groups (the processors), instead of one fetch per group: "
+            "each record is fetched and unpacked once. Each group still joins, rebalances and commits on its own."
+        ),
+    )
+    shared_fetch_buffer_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1,
+        description=(
+            "With shared_fetch, the record bytes one group may hold unread per partition before the shared fetch "
+            "pauses that partition: the slowest group of the process sets the pace, memory stays bounded."
+        ),
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None

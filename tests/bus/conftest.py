@@ -1,9 +1,10 @@
 """Fixtures for the bus tests.
 
 ``bus`` runs each contract test against every implementation: the in-process bus
-always, Kafka only under the ``kafka`` marker. The Kafka case asks for the session's
-broker (``kafka_bootstrap``, from tests/conftest.py) only when it runs, so the memory
-case never needs Java.
+always, Kafka only under the ``kafka`` marker, both with the process's groups sharing one
+fetch (the default) and with a fetch per group (``shared_fetch: false``). The Kafka cases
+ask for the session's broker (``kafka_bootstrap``, from tests/conftest.py) only when they
+run, so the memory case never needs Java.
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from callscope.telemetry import Telemetry
 PARTITIONS = 3
 
 
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("kafka", marks=pytest.mark.kafka),
+        pytest.param("kafka-per-group", marks=pytest.mark.kafka),
+    ]
+)
 async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
     """A started bus whose topics get ``PARTITIONS`` partitions unless told otherwise."""
     impl: Bus
@@ -31,7 +38,10 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
         bootstrap: str = request.getfixturevalue("kafka_bootstrap")
         from callscope.bus.kafka import KafkaBus
 
-        impl = KafkaBus(KafkaConfig(bootstrap_servers=bootstrap, partitions=PARTITIONS), Telemetry())
+        shared = request.param == "kafka"
+        impl = KafkaBus(
+            KafkaConfig(bootstrap_servers=bootstrap, partitions=PARTITIONS, shared_fetch=shared), Telemetry()
+        )
     await impl.start()
     try:
         yield impl

@@ -7,7 +7,7 @@ import dataclasses
 from aiokafka.structs import ConsumerRecord
 
 from callscope.bus.base import Record
-from callscope.bus.kafka.consumer import _records
+from callscope.bus.kafka.consumer import records_of
 
 
 def _consumer_record(offset: int, key: bytes | None, value: bytes | None) -> ConsumerRecord[bytes, bytes]:
@@ -32,7 +32,7 @@ def test_records_equal_what_the_dataclass_builds() -> None:
         _consumer_record(11, None, b"x" * 2000),
         _consumer_record(12, b"call-2@host", None),  # a tombstone reads as an empty value
     ]
-    got = _records("callscope.sip", 7, batch)
+    got = records_of("callscope.sip", 7, batch)
     want = [Record("callscope.sip", 7, r.offset, r.key, r.value or b"", r.timestamp) for r in batch]
     assert got == want
     assert [hash(r) for r in got] == [hash(r) for r in want]
@@ -41,9 +41,9 @@ def test_records_equal_what_the_dataclass_builds() -> None:
 
 
 def test_records_fill_every_field_of_record() -> None:
-    # A field added to Record must be filled by _records too: this fails until it is.
+    # A field added to Record must be filled by records_of too: this fails until it is.
     names = {f.name for f in dataclasses.fields(Record)}
     assert names == {"topic", "partition", "offset", "key", "value", "timestamp_ms"}
-    (rec,) = _records("t", 0, [_consumer_record(0, b"k", b"v")])
+    (rec,) = records_of("t", 0, [_consumer_record(0, b"k", b"v")])
     for name in names:
         getattr(rec, name)  # AttributeError for a slot left empty

@@ -19,7 +19,9 @@ from callscope.bus.base import Bus, TopicPartition
 from callscope.bus.kafka.consumer import KafkaConsumer
 from callscope.bus.kafka.limits import COMPONENT, TOPIC_ALREADY_EXISTS
 from callscope.bus.kafka.logs import throttle_aiokafka_logs
+from callscope.bus.kafka.member import SharedFetchConsumer
 from callscope.bus.kafka.producer import KafkaProducer
+from callscope.bus.kafka.shared_fetch import SharedFetch
 from callscope.settings import KafkaConfig
 from callscope.telemetry import Telemetry
 from schemas.errors import BusError, ConfigError
@@ -43,6 +45,8 @@ class KafkaBus(Bus):
         self._offsets: AIOKafkaConsumer | None = None
         self._producers: list[KafkaProducer] = []
         self._consumers: list[KafkaConsumer] = []
+        self.shared_fetch: SharedFetch | None = None  # started with the first consumer when config.shared_fetch
+        self._shared_fetch_lock = asyncio.Lock()
 
     # -- connection -------------------------------------------------------------------------
 
@@ -127,6 +131,9 @@ class KafkaBus(Bus):
             await producer.close()
         for consumer in list(self._consumers):
             await consumer.close()
+        if self.shared_fetch is not None:
+            await self.shared_fetch.stop()
+            self.shared_fetch = None
         if self._offsets is not None:
             await self._offsets.stop()
             self._offsets = None
@@ -196,10 +203,23 @@ class KafkaBus(Bus):
         return producer
 
     async def consumer(self, group: str, topics: Sequence[str]) -> KafkaConsumer:
-        consumer = KafkaConsumer(self, group, topics)
+        consumer = (
+            SharedFetchConsumer(self, group, topics, await self._started_shared_fetch())
+            if self.config.shared_fetch
+            else KafkaConsumer(self, group, topics)
+        )
         await consumer.start()
         self._consumers.append(consumer)
         return consumer
+
+    async def _started_shared_fetch(self) -> SharedFetch:
+        """The process's shared fetch, started by the first consumer (consumers may start concurrently)."""
+        async with self._shared_fetch_lock:
+            if self.shared_fetch is None:
+                shared = SharedFetch(self)
+                await shared.start()
+                self.shared_fetch = shared
+            return self.shared_fetch
 
     def _forget(self, client: KafkaProducer | KafkaConsumer) -> None:
         if isinstance(client, KafkaProducer):

@@ -1,11 +1,8 @@
 """The Kafka consumer: manual commits, a rebalance listener that forgets revoked partitions.
 
-Each consumer group of a process fetches on its own: five processors read the SIP topic, so
-every SIP record is fetched, decompressed and unpacked into aiokafka's records five times
-(5-6 us per record and group on a 2-core machine; about a fifth of the processor role's CPU
-with our conversion). One fetch shared by the groups of a process (a group-less reader
-assigned the partitions the local members own, fanning records out, members paused so they
-only heartbeat and commit) would remove four fifths of that; it is not built.
+:class:`KafkaConsumer` fetches for its own group (``bus.kafka.shared_fetch: false``). With shared
+fetch (the default) the process's groups read through one fetch instead:
+:mod:`callscope.bus.kafka.shared_fetch` and :class:`callscope.bus.kafka.member.SharedFetchConsumer`.
 """
 
 from __future__ import annotations
@@ -37,10 +34,10 @@ _set_value = _slot["value"].__set__
 _set_timestamp = _slot["timestamp_ms"].__set__
 
 
-def _records(topic: str, partition: int, batch: list[ConsumerRecord[bytes, bytes]]) -> list[Record]:
+def records_of(topic: str, partition: int, batch: list[ConsumerRecord[bytes, bytes]]) -> list[Record]:
     """``batch`` (one partition's records, in order) as :class:`Record` values.
 
-    Every record of the process's groups passes here (five groups read each SIP message):
+    Every record the process fetches passes here (once per group without shared fetch):
     the slots are filled directly, which takes half the time of the frozen dataclass's
     ``__init__`` (its ``object.__setattr__`` per field); the values are the same.
     """
@@ -59,16 +56,18 @@ def _records(topic: str, partition: int, batch: list[ConsumerRecord[bytes, bytes
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, owner: KafkaConsumer) -> None:
+    """Hands aiokafka's rebalance callbacks to the member, with the aiokafka consumer they concern
+    (the first assignment arrives while ``start`` still waits, before the member holds it)."""
+
+    def __init__(self, owner: KafkaConsumer, kafka: AIOKafkaConsumer) -> None:
         self._owner = owner
+        self._kafka = kafka
 
     def on_partitions_revoked(self, revoked: set[KafkaTP]) -> None:
         self._owner.forget_partitions(revoked)
 
     def on_partitions_assigned(self, assigned: set[KafkaTP]) -> None:
-        self._owner.log.info(
-            "kafka partitions assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)
-        )
+        self._owner.partitions_assigned(self._kafka, assigned)
 
 
 class KafkaConsumer(Consumer):
@@ -95,7 +94,7 @@ class KafkaConsumer(Consumer):
                 fetch_min_bytes=self._bus.config.fetch_min_bytes,
                 fetch_max_wait_ms=self._bus.config.fetch_max_wait_ms,
             )
-            kafka.subscribe(list(self.topics), listener=_Rebalance(self))
+            kafka.subscribe(list(self.topics), listener=_Rebalance(self, kafka))
             try:
                 await kafka.start()  # subscribed first, so this waits for the group's assignment
             except BaseException:
@@ -104,6 +103,10 @@ class KafkaConsumer(Consumer):
             return kafka
 
         self._kafka = await self._bus.connect_with_retry("consumer", connect)
+
+    def partitions_assigned(self, kafka: AIOKafkaConsumer, assigned: set[KafkaTP]) -> None:
+        """Called by aiokafka after a rebalance, before it fetches anything of ``assigned``."""
+        self.log.info("kafka partitions assigned", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
 
     def forget_partitions(self, revoked: set[KafkaTP]) -> None:
         for tp in revoked:
@@ -125,7 +128,7 @@ class KafkaConsumer(Consumer):
         records: list[Record] = []
         for tp, batch in sorted(fetched.items()):
             if batch:
-                records += _records(tp.topic, tp.partition, batch)
+                records += records_of(tp.topic, tp.partition, batch)
                 self.positions[TopicPartition(tp.topic, tp.partition)] = batch[-1].offset + 1
         return records
 
