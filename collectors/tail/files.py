@@ -23,6 +23,7 @@ from pathlib import Path
 DEADLETTER_HEAD = 64 * 1024  # bytes of an over-long line kept in its dead-letter record
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".zip")
 _SIBLINGS_MAX = 256  # candidates looked at when searching for a rotated file or a copy
+_RESCANS = 8  # reads of the directory at most, while a rotation renames the files in it
 
 
 def fingerprint(data: bytes) -> str:
@@ -212,6 +213,46 @@ class OpenFile:
         self.fd = -1
 
 
+_Listed = tuple[float, str, tuple[int, int]]  # (mtime, path, (device, inode)) of a file beside the path
+
+
+def _list_siblings(
+    path: Path, keep: Callable[[str], bool], accept: Callable[[os.stat_result], bool]
+) -> tuple[list[_Listed], dict[str, tuple[int, int]]]:
+    """Regular files beside ``path`` whose name ``keep``s and whose stat ``accept``s; and which file
+    (device, inode) each kept name held: two reads of the directory that differ there saw files renamed.
+    """
+    found: list[_Listed] = []
+    names: dict[str, tuple[int, int]] = {}
+    try:
+        with os.scandir(path.parent) as entries:
+            for entry in entries:
+                if not keep(entry.name) or entry.name.endswith(_COMPRESSED):
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError:
+                    continue
+                names[entry.name] = (st.st_dev, st.st_ino)
+                if stat.S_ISREG(st.st_mode) and accept(st) and len(found) < _SIBLINGS_MAX:
+                    found.append((st.st_mtime, entry.path, (st.st_dev, st.st_ino)))
+    except OSError:
+        return [], {}
+    return found, names
+
+
+def _open_listed(listed: _Listed, fp_bytes: int, now: float) -> OpenFile | None:
+    """Open a listed file by its name; None when that fails or the name holds another file now (renamed since)."""
+    try:
+        f = OpenFile.open(Path(listed[1]), fp_bytes, now)
+    except OSError:
+        return None
+    if f.identity != listed[2]:
+        f.close()
+        return None
+    return f
+
+
 def find_sibling(
     path: Path,
     held: Collection[tuple[int, int]],
@@ -225,37 +266,34 @@ def find_sibling(
     """A regular file beside ``path`` (``queue_log.1`` ...) that ``accept``s and has the fingerprint, opened.
 
     Files in ``held`` (device, inode) and compressed rotations (``.gz`` ...) are passed over.
-    Among several matches the most recently modified wins.
+    Among several matches the most recently modified wins. When none matches, the directory
+    is read again until two reads agree: see :func:`recent_siblings`.
     """
-    directory, stem = path.parent, path.name
-    candidates: list[tuple[float, str]] = []
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                name = entry.name
-                if not name.startswith(stem) or name == stem or name.endswith(_COMPRESSED):
-                    continue
-                try:
-                    st = entry.stat()
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in held and accept(st):
-                    candidates.append((st.st_mtime, entry.path))
-                if len(candidates) >= _SIBLINGS_MAX:
-                    break
-    except OSError:
-        return None
-    for _, found in sorted(candidates, reverse=True):
-        try:
-            f = OpenFile.open(Path(found), fp_bytes, now)
-        except OSError:
-            continue
-        try:
-            if accept(os.fstat(f.fd)) and f.matches(fp, fp_len):
-                return f
-        except OSError:
-            pass
-        f.close()
+    stem = path.name
+    tried: set[tuple[int, int]] = set()
+    before: dict[str, tuple[int, int]] | None = None
+    for _ in range(_RESCANS):
+        listed, names = _list_siblings(
+            path,
+            lambda name: name.startswith(stem) and name != stem,
+            lambda st: (st.st_dev, st.st_ino) not in held and accept(st),
+        )
+        if names == before:
+            break
+        before = names
+        for entry in sorted(listed, reverse=True):
+            if entry[2] in tried:
+                continue
+            f = _open_listed(entry, fp_bytes, now)
+            if f is None:
+                continue
+            tried.add(f.identity)
+            try:
+                if accept(os.fstat(f.fd)) and f.matches(fp, fp_len):
+                    return f
+            except OSError:
+                pass
+            f.close()
     return None
 
 
@@ -267,35 +305,27 @@ def recent_siblings(
 
     Files in ``held`` (device, inode) and compressed rotations are passed over. These are the
     rotations that happened between two looks at the path (see :meth:`Tailer._sweep`).
+
+    Files are found and opened by name, and a rotation may be shifting the names meanwhile
+    (``.1`` -> ``.2`` ...): the file listed under ``.1`` is under ``.2`` when it is opened,
+    a name already looked at (that held a file passed over). So the directory is read again,
+    and the files not opened yet are opened, until two reads agree on which file every name holds.
     """
-    directory, stem = path.parent, path.name
-    found: list[tuple[float, str]] = []
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                name = entry.name
-                if len(name) <= len(stem) or not name.startswith(stem) or name[len(stem)] not in ".-_":
-                    continue
-                if name.endswith(_COMPRESSED):
-                    continue
-                try:
-                    st = entry.stat()
-                except OSError:
-                    continue
-                if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in held and st.st_mtime >= since:
-                    found.append((st.st_mtime, entry.path))
-                if len(found) >= _SIBLINGS_MAX:
-                    break
-    except OSError:
-        return []
-    out: list[OpenFile] = []
-    for _, name in sorted(found):
-        try:
-            f = OpenFile.open(Path(name), fp_bytes, now)
-        except OSError:
-            continue
-        if f.identity in held:  # renamed under us onto a file we hold
-            f.close()
-            continue
-        out.append(f)
-    return out
+    stem = path.name
+    opened: dict[tuple[int, int], tuple[float, OpenFile]] = {}
+    before: dict[str, tuple[int, int]] | None = None
+    for _ in range(_RESCANS):
+        listed, names = _list_siblings(
+            path,
+            lambda name: len(name) > len(stem) and name.startswith(stem) and name[len(stem)] in ".-_",
+            lambda st: (st.st_dev, st.st_ino) not in held and st.st_mtime >= since,
+        )
+        if names == before:
+            break
+        before = names
+        for entry in sorted(listed):
+            if entry[2] not in opened:
+                f = _open_listed(entry, fp_bytes, now)
+                if f is not None:
+                    opened[f.identity] = (entry[0], f)
+    return [f for _, f in sorted(opened.values(), key=lambda found: found[0])]

@@ -35,6 +35,7 @@ it, and the next start reads it once its newline is there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
@@ -104,6 +105,9 @@ class Tailer:
         self._seen_path_at: float | None = None
         self._seen_content_at: float | None = None
         self._known: deque[tuple[str, int]] = deque(maxlen=KNOWN_FILES)  # (fingerprint, its length)
+        # (device, inode, size) of the files finished: a sweep does not hold one again while it has not
+        # grown (one that stayed empty has no first bytes to be known by).
+        self._finished: deque[tuple[int, int, int]] = deque(maxlen=KNOWN_FILES)
 
     # ------------------------------------------------------------------ events
     def _event(self, name: str, message: str, **fields: Any) -> None:
@@ -309,9 +313,14 @@ class Tailer:
 
         Two rotations between two looks (a storm, or a collector held up) leave a file that was
         only briefly at the path: renamed away, or copied and truncated twice. Beside the path, a
-        file modified since the last look that is not held, not empty and not a content already
-        known (finished, truncated, or a copy of one of those) is such a file: it is read from its
+        file modified since the last look that is not held and not a content already known
+        (finished, truncated, or a copy of one of those) is such a file: it is read from its
         start. The first look is the start: what was rotated while stopped is the checkpoint's business.
+
+        An empty one is held too (and finished after ``rotated_linger_secs`` if it stays empty): a
+        logger that keeps its descriptor (Asterisk's) may have reopened the path just before the
+        rename and not written yet; the lines due since land in the renamed file after this look,
+        and no later sweep may look back far enough to see them.
         """
         if since is None:
             return
@@ -320,7 +329,7 @@ class Tailer:
         known = [*self._known, *((f.fp, f.fp_len) for f in open_files)]
         for f in recent_siblings(self.path, held, since - SWEEP_MARGIN_SECS, fp_bytes=self._fp_bytes, now=now):
             try:
-                seen = f.fp_len == 0 or any(n > 0 and f.matches(fp, n) for fp, n in known)
+                seen = (*f.identity, f.size()) in self._finished or any(n > 0 and f.matches(fp, n) for fp, n in known)
             except OSError:
                 seen = True
             if seen:
@@ -395,7 +404,12 @@ class Tailer:
             if f in self.rotated:
                 self.rotated.remove(f)
             self._event("rotated_finished", "finished a rotated file", file=f.name, offset=chunk.end)
+            # Its first bytes as they are now: a file held while it was empty (or short) has grown
+            # since it was opened, and a sweep must know all of what was read from it.
+            with contextlib.suppress(OSError):
+                f.same_content(self._fp_bytes)
             self._remember(f.fp, f.fp_len)
+            self._finished.append((*f.identity, chunk.end))
             f.close()
             self._force_save = True
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from collectors.tail.files import OpenFile
 from tests.files.tailing import TailHarness, assert_exactly_once, line
 
 
@@ -22,13 +23,14 @@ def _append(path: Path, start: int, stop: int) -> None:
         fh.write(b"".join(line(i) + b"\n" for i in range(start, stop)))
 
 
-def _rename(path: Path) -> None:
-    """logrotate's numbered rename: shift ``.1`` -> ``.2`` ..., the file to ``.1``, a new empty file."""
+def _rename(path: Path, *, create: bool = True) -> None:
+    """logrotate's numbered rename: shift ``.1`` -> ``.2`` ..., the file to ``.1``, a new empty file (``create``)."""
     siblings = sorted((p for p in path.parent.iterdir() if p.name.startswith(f"{path.name}.")), reverse=True)
     for p in siblings:
         p.rename(path.with_name(f"{path.name}.{int(p.suffix[1:]) + 1}"))
     path.rename(path.with_name(f"{path.name}.1"))
-    path.touch()
+    if create:
+        path.touch()
 
 
 def _copytruncate(path: Path) -> None:
@@ -110,4 +112,73 @@ def test_rotated_files_already_beside_the_path_are_not_read_again(log: Path) -> 
     _append(log, 150, 200)
     h.settle(200)
     assert_exactly_once(h.lines, 200)
+    h.stop()
+
+
+@pytest.mark.parametrize("created", [True, False], ids=["new-file-created", "path-missing"])
+def test_a_file_renamed_away_empty_and_filled_later_by_the_logger_is_read(log: Path, created: bool) -> None:
+    """Two renames between two looks, the second while the new file is still empty; the logger fills it later.
+
+    A logger that keeps its descriptor (Asterisk's queue_log) reopens the path at the reload
+    after a rotation; when the next rotation comes before it wrote anything, the lines due
+    since are written into the renamed file afterwards. A tailer that looks in between finds
+    that file beside the path, empty and never seen: it must hold it (and read it as it
+    grows), not pass it over as having nothing to read. (With the path missing at that look,
+    the sweep when a file is there again already found it.)
+    """
+    _append(log, 0, 100)
+    h = _harness(log, rotated_linger_secs=0.5)
+    h.poll()
+    _rename(log)  # queue_log -> .1 and a new, empty queue_log: the tailer does not look
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)  # the logger's reload opens the new file ...
+    try:
+        _rename(log, create=created)  # ... and it is rotated (-> .1, the first file -> .2) still empty
+        h.poll()  # the tailer looks now: a new file at the path (or none), the empty one beside it
+        os.write(fd, b"".join(line(i) + b"\n" for i in range(100, 200)))  # the lines due, into the renamed file
+    finally:
+        os.close(fd)
+    if created:
+        time.sleep(0.2)  # the logger is held up before its reload (a loaded machine) ...
+        h.poll()  # ... and the tailer looks at the still empty new file meanwhile
+    _append(log, 200, 300)  # the logger reopened the path (creating it when it was missing)
+    h.settle(300, within=5)
+    assert_exactly_once(h.lines, 300)
+    h.stop()
+
+
+def test_a_rotation_shifting_the_names_during_the_sweep_hides_no_file(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep lists the directory, then opens the files by name; a rotation renames them in between.
+
+    Files are found by name and a rotation shifts every name (``.1`` -> ``.2`` ...): under
+    ``.1`` the sweep then opens the next file, and the one it listed there is now under
+    ``.2``, a name it passed over (it held a file the tailer holds). The new file at the path
+    is written at once, so no later sweep looks back that far. Reading the directory again
+    until two reads agree on every name finds the shifted file.
+    """
+    _append(log, 0, 100)
+    h = _harness(log)
+    h.poll()
+    _rename(log)  # two rotations between two looks: the first file -> .2, the second -> .1
+    _append(log, 100, 200)
+    _rename(log)
+    _append(log, 200, 300)
+    real_open = OpenFile.open.__func__  # type: ignore[attr-defined]
+    shifted: list[Path] = []
+
+    def open_during_a_rotation(cls: type[OpenFile], path: Path, fp_bytes: int, now: float) -> OpenFile:
+        if path.name != log.name and not shifted:  # the first file opened beside the path ...
+            shifted.append(path)
+            _rename(log)  # ... just after a third rotation: .2 -> .3, .1 -> .2, the file -> .1
+            _append(log, 300, 310)  # and the new file written at once
+        return real_open(cls, path, fp_bytes, now)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(OpenFile, "open", classmethod(open_during_a_rotation))
+    h.poll()
+    monkeypatch.undo()
+    assert shifted, "the sweep opened no file beside the path"
+    _append(log, 310, 400)
+    h.settle(400, within=5)
+    assert_exactly_once(h.lines, 400)
     h.stop()
