@@ -230,6 +230,23 @@ class _Leg:
     def leg_id(self) -> str:
         return self._id
 
+    @classmethod
+    def new(cls, call_id: str, from_tag: str, ts: int) -> _Leg:
+        """``_Leg(call_id=..., from_tag=..., first_ts=ts, last_ts=ts)``, about three times cheaper.
+
+        The instance dict is a copy of a default leg's (same keys, same order: the checkpoint's
+        order), so it is made at its final size instead of growing key by key; the mutable
+        defaults are fresh ones.
+        """
+        leg = _new_object(cls)
+        attrs = _DEFAULT_ATTRS.copy()
+        attrs["call_id"], attrs["from_tag"], attrs["first_ts"], attrs["last_ts"] = call_id, from_tag, ts, ts
+        attrs["codecs"], attrs["nodes"], attrs["correlation_ids"] = [], [], []
+        attrs["messages"], attrs["seen_ids"], attrs["links"] = {}, [], []
+        attrs["_id"], attrs["_datetimes"] = f"{call_id}:{from_tag}", {}
+        leg.__dict__ = attrs
+        return leg
+
     def state(self) -> str:
         cancelled = self.cancel_ts is not None and self.cancel_cseq == self.invite_cseq
         if self.bye_ts is not None:
@@ -246,6 +263,11 @@ class _Leg:
 
     def closed_at(self) -> int:
         return max(self.last_ts, self.timeout_at or 0)
+
+
+_new_object = object.__new__
+# What _Leg.new() copies: a default leg's attributes (the fields in order, then the private ones).
+_DEFAULT_ATTRS: dict[str, Any] = dict(vars(_Leg(call_id="", from_tag="", first_ts=0, last_ts=0)))
 
 
 class LegCorrelator:
@@ -320,7 +342,7 @@ class LegCorrelator:
             if method != "INVITE" or (is_request and to_tag) or not from_tag:
                 self.ignored += 1
                 return []
-            leg = _Leg(call_id=b.call_id, from_tag=from_tag, first_ts=ts, last_ts=ts)
+            leg = _Leg.new(b.call_id, from_tag, ts)
             if legs is None:
                 self._legs[b.call_id] = {from_tag: leg}
             else:
@@ -583,7 +605,8 @@ class LegCorrelator:
                 ended_dt = datetimes[ended_at] = from_micros(ended_at)
         # The row's columns between leg_id and version, built once: they are both the
         # change fingerprint and the row (call_id, leg_id, from_tag never change for a leg).
-        fields = (
+        # A list: its JSON is the tuple's, and it becomes the row without another copy.
+        fields = [
             to_tag,
             leg.caller,
             leg.callee,
@@ -613,7 +636,7 @@ class LegCorrelator:
             leg.message_count,
             leg.retransmissions,
             leg.reinvites,
-        )
+        ]
         # orjson, not repr(): about 7x cheaper (datetimes above all), deterministic across processes.
         fingerprint = _blake2b(_dumps(fields), digest_size=12).hexdigest()
         if fingerprint == leg.fingerprint:
@@ -628,22 +651,12 @@ class LegCorrelator:
             for us in list(datetimes)[:-_DATETIMES_MAX]:
                 del datetimes[us]
         leg_id = leg._id
-        # tuple.__new__, not LegRow(...): the same tuple without the generated __new__'s frame.
+        fields[:0] = (f"{leg_id}@{version}", leg.call_id, leg_id, leg.from_tag)
         # orjson serialises the dataclass itself, field by field, as asdict() would (without its
         # deep copies, and without the private attributes).
-        return _new_row(
-            LegRow,
-            (
-                f"{leg_id}@{version}",
-                leg.call_id,
-                leg_id,
-                leg.from_tag,
-                *fields,
-                version,
-                updated_at,
-                _dumps(leg).decode(),
-            ),
-        )
+        fields += (version, updated_at, _dumps(leg).decode())
+        # tuple.__new__, not LegRow(...): the same tuple without the generated __new__'s frame.
+        return _new_row(LegRow, fields)
 
     # -- time ---------------------------------------------------------------------------------
 

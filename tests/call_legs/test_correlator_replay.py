@@ -16,6 +16,7 @@ A deliberate change of output updates it (print :func:`outputs` digest with the 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections.abc import Iterator
@@ -161,3 +162,16 @@ def test_checkpoint_holds_the_fields_only() -> None:
         assert list(data) == names  # no private attribute (leading underscore) in the checkpoint
         leg = correlator._Leg(**data)
         assert leg.leg_id == row.leg_id
+
+
+def test_a_new_leg_is_the_dataclass_default() -> None:
+    made = correlator._Leg(call_id="c", from_tag="f", first_ts=5, last_ts=5)
+    new = correlator._Leg.new("c", "f", 5)
+    assert vars(new) == vars(made)
+    assert list(vars(new)) == list(vars(made))  # the checkpoint's key order
+    other = correlator._Leg.new("c", "g", 6)
+    for f in dataclasses.fields(correlator._Leg):
+        if f.default_factory is not dataclasses.MISSING:  # mutable defaults: fresh ones, never shared
+            assert getattr(new, f.name) is not getattr(other, f.name), f.name
+    assert new._datetimes is not other._datetimes
+    assert orjson.dumps(new) == orjson.dumps(made)
