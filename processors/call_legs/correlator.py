@@ -225,6 +225,8 @@ class _Leg:
         # Datetimes of this leg's row columns by microseconds: a leg's started_at, ringing_at ...
         # are the same in each of its row versions (memory only, rebuilt after a restore).
         self._datetimes: dict[int, datetime] = {}
+        # The due time of its live entry in LegCorrelator._deadlines (None: not scheduled).
+        self._due: int | None = None
 
     @property
     def leg_id(self) -> str:
@@ -243,7 +245,7 @@ class _Leg:
         attrs["call_id"], attrs["from_tag"], attrs["first_ts"], attrs["last_ts"] = call_id, from_tag, ts, ts
         attrs["codecs"], attrs["nodes"], attrs["correlation_ids"] = [], [], []
         attrs["messages"], attrs["seen_ids"], attrs["links"] = {}, [], []
-        attrs["_id"], attrs["_datetimes"] = f"{call_id}:{from_tag}", {}
+        attrs["_id"], attrs["_datetimes"], attrs["_due"] = f"{call_id}:{from_tag}", {}, None
         leg.__dict__ = attrs
         return leg
 
@@ -278,9 +280,8 @@ class LegCorrelator:
         self._legs: dict[str, dict[str, _Leg]] = {}
         self.ignored = 0  # messages that belong to no INVITE dialog
         self._dirty: dict[str, _Leg] = {}  # leg_id -> leg changed since the last rows()
-        # Deadlines: (due, call_id, from_tag) entries; an entry is live while _scheduled[leg_id] == due.
+        # Deadlines: (due, call_id, from_tag) entries; an entry is live while its leg's _due == due.
         self._deadlines: list[tuple[int, str, str]] = []
-        self._scheduled: dict[str, int] = {}
         cfg = self.config
         self._seen_max = cfg.seen_ids_max
         self._seconds: dict[str, int] = {}  # envelope ts text up to the second -> its microseconds
@@ -311,7 +312,6 @@ class LegCorrelator:
         leg = _Leg(**data)
         self._legs.setdefault(leg.call_id, {})[leg.from_tag] = leg
         self._dirty.pop(leg.leg_id, None)
-        self._scheduled.pop(leg.leg_id, None)
         self._schedule(leg)
         return leg.leg_id
 
@@ -331,7 +331,16 @@ class LegCorrelator:
         b = env.body
         method = b.method
         method = method.upper() if method else ""
-        ts = self._micros(env)
+        # micros(env.ts); a msgspec envelope's from its text, by a cache of whole seconds.
+        ts = -1
+        if type(env) is WireSipEnvelope:
+            text = env.ts_text
+            if len(text) == 27:  # YYYY-MM-DDTHH:MM:SS.ffffffZ (the encoder's form; digits per the schema)
+                base = self._seconds.get(text[:19])
+                if base is not None:
+                    ts = base + int(text[20:26])
+        if ts < 0:
+            ts = self._micros(env)
         from_tag, to_tag = b.from_tag or "", b.to_tag or ""
         is_request = b.is_request
         legs = self._legs.get(b.call_id)
@@ -395,28 +404,24 @@ class LegCorrelator:
         else:
             state = leg.state()
             due = leg.closed_at() + self._linger_us if state in FINAL_STATES else leg.last_ts + self._limit_us[state]
-        if due < self._scheduled.get(leg_id, due + 1):  # earlier than the entry held (a later one re-arms itself)
-            self._scheduled[leg_id] = due
+        scheduled = leg._due
+        if scheduled is None or due < scheduled:  # earlier than the entry held (a later one re-arms itself)
+            leg._due = due
             heapq.heappush(self._deadlines, (due, leg.call_id, leg.from_tag))
         if correlation_id or b.correlation or (leg.session_id and is_request and method == "INVITE" and not to_tag):
             return list(self._links(leg, env, ts))
         return []  # _links() would find nothing to link
 
     def _micros(self, env: SipLike) -> int:
-        """``micros(env.ts)``; for a msgspec envelope from its text, by a cache of whole seconds."""
+        """``micros(env.ts)``, and the second it falls in cached for :meth:`touch` (a msgspec envelope's)."""
+        ts = micros(env.ts)
         if type(env) is WireSipEnvelope:
             text = env.ts_text
-            if len(text) == 27:  # YYYY-MM-DDTHH:MM:SS.ffffffZ, what the encoder writes
-                second = text[:19]
-                base = self._seconds.get(second)
-                if base is not None:
-                    return base + int(text[20:26])
-                ts = micros(env.ts)
+            if len(text) == 27:
                 if len(self._seconds) >= _SECONDS_MAX:
                     self._seconds.clear()
-                self._seconds[second] = ts - int(text[20:26])
-                return ts
-        return micros(env.ts)
+                self._seconds[text[:19]] = ts - int(text[20:26])
+        return ts
 
     def rows(self) -> list[LegRow]:
         """A row for every leg changed since the last call whose content changed (see :meth:`_row`)."""
@@ -671,12 +676,12 @@ class LegCorrelator:
 
     def _schedule(self, leg: _Leg) -> None:
         due = self._deadline(leg)
-        self._scheduled[leg.leg_id] = due
+        leg._due = due
         heapq.heappush(self._deadlines, (due, leg.call_id, leg.from_tag))
 
     def _forget(self, legs: dict[str, _Leg], leg: _Leg) -> None:
         del legs[leg.from_tag]
-        self._scheduled.pop(leg.leg_id, None)
+        leg._due = None
         if not legs:
             del self._legs[leg.call_id]
 
@@ -690,11 +695,11 @@ class LegCorrelator:
             due, call_id, from_tag = heapq.heappop(heap)
             legs = self._legs.get(call_id)
             leg = legs.get(from_tag) if legs else None
-            if leg is None or legs is None or self._scheduled.get(leg.leg_id) != due:
+            if leg is None or legs is None or leg._due != due:
                 continue  # forgotten, or moved by a later message
             deadline = self._deadline(leg)
             if deadline != due:  # a message moved it later: re-arm (legs are closed in deadline order)
-                self._scheduled[leg.leg_id] = deadline
+                leg._due = deadline
                 heapq.heappush(heap, (deadline, call_id, from_tag))
                 continue
             if leg.invite_ts is None or leg.state() in FINAL_STATES:
