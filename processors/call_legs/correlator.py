@@ -398,7 +398,7 @@ class LegCorrelator:
 
         leg_id = leg._id
         self._dirty[leg_id] = leg
-        # _deadline(), inline (once per message)
+        # _deadline(), inline (it runs once per message); keep the two in step
         if leg.invite_ts is None:
             due = leg.last_ts + self._setup_us
         else:
@@ -714,12 +714,6 @@ class LegCorrelator:
             else:
                 self._schedule(leg)
         return out
-
-
-def _add_sorted(items: list[str], value: str) -> None:
-    if value not in items:
-        items.append(value)
-        items.sort()
 
 
 def _uri_user(uri: str | None) -> str:
