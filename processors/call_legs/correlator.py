@@ -64,13 +64,23 @@ from typing import Any, NamedTuple
 import orjson
 
 from processors.call_legs.config import CallLegsConfig
+from schemas.bodies import SipBody
 from schemas.tables import from_micros, micros
-from schemas.wire import SipLike
+from schemas.wire import SipLike, WireSipBody, WireSipEnvelope
+
+SipBodyLike = SipBody | WireSipBody
 
 FINAL_STATES = frozenset({"completed", "failed", "cancelled", "timeout"})
 LIVE_STATES = ("live", "ringing", "answered")
 VIA_HEP = "hep_correlation_id"
 VIA_SESSION = "session_id"
+_DATETIMES_MAX = 8  # datetimes a leg keeps for its next row versions
+_SECONDS_MAX = 65_536  # entries of LegCorrelator._seconds (one per second of traffic) before it starts afresh
+
+
+_blake2b = hashlib.blake2b
+_dumps = orjson.dumps
+_new_row = tuple.__new__
 
 
 def _ms(delta_us: int) -> int:
@@ -208,9 +218,36 @@ class _Leg:
     version: int = 0
     fingerprint: str = ""
 
+    def __post_init__(self) -> None:
+        # Private attributes (leading underscore) are not fields: orjson leaves them out of the
+        # checkpoint, as it does for every dataclass attribute whose name starts with one.
+        self._id = f"{self.call_id}:{self.from_tag}"  # call_id and from_tag never change
+        # Datetimes of this leg's row columns by microseconds: a leg's started_at, ringing_at ...
+        # are the same in each of its row versions (memory only, rebuilt after a restore).
+        self._datetimes: dict[int, datetime] = {}
+        # The due time of its live entry in LegCorrelator._deadlines (None: not scheduled).
+        self._due: int | None = None
+
     @property
     def leg_id(self) -> str:
-        return f"{self.call_id}:{self.from_tag}"
+        return self._id
+
+    @classmethod
+    def new(cls, call_id: str, from_tag: str, ts: int) -> _Leg:
+        """``_Leg(call_id=..., from_tag=..., first_ts=ts, last_ts=ts)``, about three times cheaper.
+
+        The instance dict is a copy of a default leg's (same keys, same order: the checkpoint's
+        order), so it is made at its final size instead of growing key by key; the mutable
+        defaults are fresh ones.
+        """
+        leg = _new_object(cls)
+        attrs = _DEFAULT_ATTRS.copy()
+        attrs["call_id"], attrs["from_tag"], attrs["first_ts"], attrs["last_ts"] = call_id, from_tag, ts, ts
+        attrs["codecs"], attrs["nodes"], attrs["correlation_ids"] = [], [], []
+        attrs["messages"], attrs["seen_ids"], attrs["links"] = {}, [], []
+        attrs["_id"], attrs["_datetimes"], attrs["_due"] = f"{call_id}:{from_tag}", {}, None
+        leg.__dict__ = attrs
+        return leg
 
     def state(self) -> str:
         cancelled = self.cancel_ts is not None and self.cancel_cseq == self.invite_cseq
@@ -230,6 +267,11 @@ class _Leg:
         return max(self.last_ts, self.timeout_at or 0)
 
 
+_new_object = object.__new__
+# What _Leg.new() copies: a default leg's attributes (the fields in order, then the private ones).
+_DEFAULT_ATTRS: dict[str, Any] = dict(vars(_Leg(call_id="", from_tag="", first_ts=0, last_ts=0)))
+
+
 class LegCorrelator:
     """Legs in flight, keyed by Call-ID then from-tag. See the module docstring."""
 
@@ -238,10 +280,11 @@ class LegCorrelator:
         self._legs: dict[str, dict[str, _Leg]] = {}
         self.ignored = 0  # messages that belong to no INVITE dialog
         self._dirty: dict[str, _Leg] = {}  # leg_id -> leg changed since the last rows()
-        # Deadlines: (due, call_id, from_tag) entries; an entry is live while _scheduled[leg_id] == due.
+        # Deadlines: (due, call_id, from_tag) entries; an entry is live while its leg's _due == due.
         self._deadlines: list[tuple[int, str, str]] = []
-        self._scheduled: dict[str, int] = {}
         cfg = self.config
+        self._seen_max = cfg.seen_ids_max
+        self._seconds: dict[str, int] = {}  # envelope ts text up to the second -> its microseconds
         self._setup_us = int(cfg.setup_timeout_secs * 1e6)
         self._linger_us = int(cfg.final_linger_secs * 1e6)
         self._limit_us = {
@@ -269,7 +312,6 @@ class LegCorrelator:
         leg = _Leg(**data)
         self._legs.setdefault(leg.call_id, {})[leg.from_tag] = leg
         self._dirty.pop(leg.leg_id, None)
-        self._scheduled.pop(leg.leg_id, None)
         self._schedule(leg)
         return leg.leg_id
 
@@ -287,58 +329,99 @@ class LegCorrelator:
         The leg's row is built by the next :meth:`rows` (or :meth:`expire`).
         """
         b = env.body
-        method = (b.method or "").upper()
-        ts = micros(env.ts)
+        method = b.method
+        method = method.upper() if method else ""
+        # micros(env.ts); a msgspec envelope's from its text, by a cache of whole seconds.
+        ts = -1
+        if type(env) is WireSipEnvelope:
+            text = env.ts_text
+            if len(text) == 27:  # YYYY-MM-DDTHH:MM:SS.ffffffZ (the encoder's form; digits per the schema)
+                base = self._seconds.get(text[:19])
+                if base is not None:
+                    ts = base + int(text[20:26])
+        if ts < 0:
+            ts = self._micros(env)
         from_tag, to_tag = b.from_tag or "", b.to_tag or ""
+        is_request = b.is_request
         legs = self._legs.get(b.call_id)
         leg: _Leg | None = None
         if legs:
             leg = legs.get(from_tag) or (legs.get(to_tag) if to_tag else None)
         if leg is None:
-            if method != "INVITE" or (b.is_request and to_tag) or not from_tag:
+            if method != "INVITE" or (is_request and to_tag) or not from_tag:
                 self.ignored += 1
                 return []
-            leg = _Leg(call_id=b.call_id, from_tag=from_tag, first_ts=ts, last_ts=ts)
-            self._legs.setdefault(b.call_id, {})[from_tag] = leg
+            leg = _Leg.new(b.call_id, from_tag, ts)
+            if legs is None:
+                self._legs[b.call_id] = {from_tag: leg}
+            else:
+                legs[from_tag] = leg
             self._schedule(leg)
-        if env.id in leg.seen_ids:
+        seen = leg.seen_ids
+        env_id = env.id
+        if env_id in seen:
             return []
-        leg.seen_ids.append(env.id)
-        if len(leg.seen_ids) > self.config.seen_ids_max:
-            del leg.seen_ids[0]
+        seen.append(env_id)
+        if len(seen) > self._seen_max:
+            del seen[0]
 
         status = b.status or 0
-        branch = b.via_branches[-1] if b.via_branches else (b.via_branch or "")
-        key = f"{b.cseq or 0}|{method}|{status}|{branch}|{'' if b.is_request else to_tag}"
-        hop = f"{env.node}|{b.src.ip}:{b.src.port}>{b.dst.ip}:{b.dst.port}"
-        hops = leg.messages.get(key)
-        new_message = hops is None
+        branches = b.via_branches
+        branch = branches[-1] if branches else (b.via_branch or "")
+        src, dst, node = b.src, b.dst, env.node
+        key = f"{b.cseq or 0}|{method}|{status}|{branch}|{'' if is_request else to_tag}"
+        hop = f"{node}|{src.ip}:{src.port}>{dst.ip}:{dst.port}"
+        messages = leg.messages
+        hops = messages.get(key)
         if hops is None:
-            leg.messages[key] = [hop]
+            messages[key] = [hop]
             leg.message_count += 1
         elif hop in hops:
             leg.retransmissions += 1
         else:
             hops.append(hop)
-        _add_sorted(leg.nodes, env.node)
-        if b.correlation_id:
-            _add_sorted(leg.correlation_ids, b.correlation_id)
+        nodes = leg.nodes
+        if node not in nodes:
+            nodes.append(node)
+            nodes.sort()
+        correlation_id = b.correlation_id
+        if correlation_id and correlation_id not in leg.correlation_ids:
+            leg.correlation_ids.append(correlation_id)
+            leg.correlation_ids.sort()
         leg.last_ts = max(leg.last_ts, ts)
         leg.first_ts = min(leg.first_ts, ts)
 
-        from_caller = from_tag == leg.from_tag
-        if b.is_request:
-            self._request(leg, env, method, ts, from_caller=from_caller, new=new_message)
+        if is_request:
+            self._request(leg, b, method, ts, hops is None)
         else:
-            self._response(leg, env, method, status, ts, from_caller=from_caller)
+            self._response(leg, b, method, status, ts)
 
-        leg_id = f"{leg.call_id}:{leg.from_tag}"
+        leg_id = leg._id
         self._dirty[leg_id] = leg
-        due = self._deadline(leg)
-        if due < self._scheduled.get(leg_id, due + 1):  # earlier than the entry held (a later one re-arms itself)
-            self._scheduled[leg_id] = due
+        # _deadline(), inline (it runs once per message); keep the two in step
+        if leg.invite_ts is None:
+            due = leg.last_ts + self._setup_us
+        else:
+            state = leg.state()
+            due = leg.closed_at() + self._linger_us if state in FINAL_STATES else leg.last_ts + self._limit_us[state]
+        scheduled = leg._due
+        if scheduled is None or due < scheduled:  # earlier than the entry held (a later one re-arms itself)
+            leg._due = due
             heapq.heappush(self._deadlines, (due, leg.call_id, leg.from_tag))
-        return list(self._links(leg, env, ts))
+        if correlation_id or b.correlation or (leg.session_id and is_request and method == "INVITE" and not to_tag):
+            return list(self._links(leg, env, ts))
+        return []  # _links() would find nothing to link
+
+    def _micros(self, env: SipLike) -> int:
+        """``micros(env.ts)``, and the second it falls in cached for :meth:`touch` (a msgspec envelope's)."""
+        ts = micros(env.ts)
+        if type(env) is WireSipEnvelope:
+            text = env.ts_text
+            if len(text) == 27:
+                if len(self._seconds) >= _SECONDS_MAX:
+                    self._seconds.clear()
+                self._seconds[text[:19]] = ts - int(text[20:26])
+        return ts
 
     def rows(self) -> list[LegRow]:
         """A row for every leg changed since the last call whose content changed (see :meth:`_row`)."""
@@ -352,10 +435,10 @@ class LegCorrelator:
         self._dirty.clear()
         return out
 
-    def _request(self, leg: _Leg, env: SipLike, method: str, ts: int, *, from_caller: bool, new: bool) -> None:
-        b = env.body
+    def _request(self, leg: _Leg, b: SipBodyLike, method: str, ts: int, new: bool) -> None:
         cseq = b.cseq or 0
         to_tag = b.to_tag or ""
+        from_caller = (b.from_tag or "") == leg.from_tag
         if method == "INVITE":
             if to_tag:
                 if new:
@@ -380,7 +463,7 @@ class LegCorrelator:
                 leg.user_agent = b.user_agent or ""
             if b.session_id and not leg.session_id:
                 leg.session_id = b.session_id
-            if not leg.x_cid:
+            if not leg.x_cid and b.correlation:
                 leg.x_cid = self._x_cid(b.correlation)
             if not leg.codecs and b.sdp is not None:
                 leg.codecs = _codecs(b.sdp.media)
@@ -399,10 +482,10 @@ class LegCorrelator:
             if b.reason_header:
                 leg.reason_header = b.reason_header
 
-    def _response(self, leg: _Leg, env: SipLike, method: str, status: int, ts: int, *, from_caller: bool) -> None:
-        b = env.body
+    def _response(self, leg: _Leg, b: SipBodyLike, method: str, status: int, ts: int) -> None:
         cseq = b.cseq or 0
         to_tag = b.to_tag or ""
+        from_caller = (b.from_tag or "") == leg.from_tag
         if method == "INVITE" and from_caller:
             if leg.invite_cseq == 0:
                 leg.invite_cseq = cseq  # a response seen before its INVITE
@@ -481,48 +564,66 @@ class LegCorrelator:
 
     def _row(self, leg: _Leg) -> LegRow | None:
         """A new row version if the leg's content changed since the last row (None for pending legs)."""
-        if leg.invite_ts is None:
+        started = leg.invite_ts
+        if started is None:
             return None
         state = leg.state()
-        started = leg.invite_ts
-        fin: int | None = leg.answered_ts if leg.answered_ts is not None else leg.final_ts
+        answered = leg.answered_ts
+        fin: int | None = answered if answered is not None else leg.final_ts
         ringing = leg.ringing_ts
-        if ringing is not None and fin is not None:
-            ringing = min(ringing, fin)
+        if ringing is not None and fin is not None and fin < ringing:
+            ringing = fin
         pdd = ringing if ringing is not None else fin
+        duration = None
         if state == "completed":
             ended_at, ended_by = leg.bye_ts, leg.bye_by
-        elif state in ("failed", "cancelled"):
+            if answered is not None and ended_at is not None:
+                duration = max(0, ended_at - answered) / 1e6
+        elif state in {"failed", "cancelled"}:
             ended_at = leg.final_ts if leg.final_ts is not None else (leg.timeout_at or leg.cancel_ts)
             ended_by = "caller" if state == "cancelled" else ""
         elif state == "timeout":
             ended_at, ended_by = leg.timeout_at, "system"
         else:
             ended_at, ended_by = None, ""
-        duration = None
-        if state == "completed" and leg.answered_ts is not None and leg.bye_ts is not None:
-            duration = max(0, leg.bye_ts - leg.answered_ts) / 1e6
-        if leg.answered_ts is not None:
+        if answered is not None:
             status, reason, to_tag = leg.answer_status, leg.answer_reason, leg.answer_to_tag
         else:
             status, reason, to_tag = leg.final_status, leg.final_reason, leg.final_to_tag
-        pdd_ms = None if pdd is None else _ms(pdd - started)
-        setup_ms = None if fin is None else _ms(fin - started)
+        # The leg's datetimes, each built once (from_micros) for all of its row versions.
+        datetimes = leg._datetimes
+        started_at = datetimes.get(started)
+        if started_at is None:
+            started_at = datetimes[started] = from_micros(started)
+        ringing_at = answered_at = ended_dt = None
+        if ringing is not None:
+            ringing_at = datetimes.get(ringing)
+            if ringing_at is None:
+                ringing_at = datetimes[ringing] = from_micros(ringing)
+        if answered is not None:
+            answered_at = datetimes.get(answered)
+            if answered_at is None:
+                answered_at = datetimes[answered] = from_micros(answered)
+        if ended_at is not None:
+            ended_dt = datetimes.get(ended_at)
+            if ended_dt is None:
+                ended_dt = datetimes[ended_at] = from_micros(ended_at)
         # The row's columns between leg_id and version, built once: they are both the
         # change fingerprint and the row (call_id, leg_id, from_tag never change for a leg).
-        fields = (
+        # A list: its JSON is the tuple's, and it becomes the row without another copy.
+        fields = [
             to_tag,
             leg.caller,
             leg.callee,
             leg.caller_display,
             leg.pai,
             leg.request_uri,
-            from_micros(started),
-            None if ringing is None else from_micros(ringing),
-            None if leg.answered_ts is None else from_micros(leg.answered_ts),
-            None if ended_at is None else from_micros(ended_at),
-            pdd_ms,
-            setup_ms,
+            started_at,
+            ringing_at,
+            answered_at,
+            ended_dt,
+            None if pdd is None else _ms(pdd - started),
+            None if fin is None else _ms(fin - started),
             duration,
             status,
             reason,
@@ -540,26 +641,27 @@ class LegCorrelator:
             leg.message_count,
             leg.retransmissions,
             leg.reinvites,
-        )
+        ]
         # orjson, not repr(): about 7x cheaper (datetimes above all), deterministic across processes.
-        fingerprint = hashlib.blake2b(orjson.dumps(fields), digest_size=12).hexdigest()
+        fingerprint = _blake2b(_dumps(fields), digest_size=12).hexdigest()
         if fingerprint == leg.fingerprint:
             return None
         leg.fingerprint = fingerprint
         updated = leg.closed_at()
-        leg.version = max(leg.version + 1, updated)
-        # orjson serialises the dataclass itself, field by field, as asdict() would (without its deep copies).
-        checkpoint = orjson.dumps(leg).decode()
-        return LegRow(
-            f"{leg.leg_id}@{leg.version}",
-            leg.call_id,
-            leg.leg_id,
-            leg.from_tag,
-            *fields,
-            leg.version,
-            from_micros(updated),
-            checkpoint,
-        )
+        leg.version = version = max(leg.version + 1, updated)
+        updated_at = datetimes.get(updated)
+        if updated_at is None:
+            updated_at = datetimes[updated] = from_micros(updated)
+        if len(datetimes) > _DATETIMES_MAX:  # a long dialog (re-INVITEs, timeouts ...): keep the newest
+            for us in list(datetimes)[:-_DATETIMES_MAX]:
+                del datetimes[us]
+        leg_id = leg._id
+        fields[:0] = (f"{leg_id}@{version}", leg.call_id, leg_id, leg.from_tag)
+        # orjson serialises the dataclass itself, field by field, as asdict() would (without its
+        # deep copies, and without the private attributes).
+        fields += (version, updated_at, _dumps(leg).decode())
+        # tuple.__new__, not LegRow(...): the same tuple without the generated __new__'s frame.
+        return _new_row(LegRow, fields)
 
     # -- time ---------------------------------------------------------------------------------
 
@@ -574,12 +676,12 @@ class LegCorrelator:
 
     def _schedule(self, leg: _Leg) -> None:
         due = self._deadline(leg)
-        self._scheduled[leg.leg_id] = due
+        leg._due = due
         heapq.heappush(self._deadlines, (due, leg.call_id, leg.from_tag))
 
     def _forget(self, legs: dict[str, _Leg], leg: _Leg) -> None:
         del legs[leg.from_tag]
-        self._scheduled.pop(leg.leg_id, None)
+        leg._due = None
         if not legs:
             del self._legs[leg.call_id]
 
@@ -593,11 +695,11 @@ class LegCorrelator:
             due, call_id, from_tag = heapq.heappop(heap)
             legs = self._legs.get(call_id)
             leg = legs.get(from_tag) if legs else None
-            if leg is None or legs is None or self._scheduled.get(leg.leg_id) != due:
+            if leg is None or legs is None or leg._due != due:
                 continue  # forgotten, or moved by a later message
             deadline = self._deadline(leg)
             if deadline != due:  # a message moved it later: re-arm (legs are closed in deadline order)
-                self._scheduled[leg.leg_id] = deadline
+                leg._due = deadline
                 heapq.heappush(heap, (deadline, call_id, from_tag))
                 continue
             if leg.invite_ts is None or leg.state() in FINAL_STATES:
@@ -612,12 +714,6 @@ class LegCorrelator:
             else:
                 self._schedule(leg)
         return out
-
-
-def _add_sorted(items: list[str], value: str) -> None:
-    if value not in items:
-        items.append(value)
-        items.sort()
 
 
 def _uri_user(uri: str | None) -> str:
