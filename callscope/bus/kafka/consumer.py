@@ -17,6 +17,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from callscope.bus.base import Consumer, Record, TopicPartition
+from callscope.bus.kafka.clients import started
 from callscope.bus.kafka.limits import HEARTBEAT_INTERVAL_MS
 from schemas.errors import BusError
 
@@ -95,12 +96,7 @@ class KafkaConsumer(Consumer):
                 fetch_max_wait_ms=self._bus.config.fetch_max_wait_ms,
             )
             kafka.subscribe(list(self.topics), listener=_Rebalance(self, kafka))
-            try:
-                await kafka.start()  # subscribed first, so this waits for the group's assignment
-            except BaseException:
-                await kafka.stop()
-                raise
-            return kafka
+            return await started(kafka)  # subscribed first, so this waits for the group's assignment
 
         self._kafka = await self._bus.connect_with_retry("consumer", connect)
 

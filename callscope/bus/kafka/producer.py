@@ -21,6 +21,7 @@ from schemas.errors import BusError
 if TYPE_CHECKING:
     from callscope.bus.kafka.bus import KafkaBus
 
+from callscope.bus.kafka.clients import started
 from callscope.bus.kafka.limits import COMPONENT, MAX_MESSAGE_BYTES, PARTITION_CACHE_MAX_KEYS, ROUND_MAX_MESSAGES
 from callscope.bus.kafka.partition import partition_for
 
@@ -209,12 +210,7 @@ class KafkaProducer(Producer):
                 max_batch_size=c.max_batch_bytes,
                 max_request_size=max(c.max_batch_bytes, 1024 * 1024),
             )
-            try:
-                await kafka.start()
-            except BaseException:
-                await kafka.stop()
-                raise
-            return kafka
+            return await started(kafka)
 
         return await self._bus.connect_with_retry("producer", connect, timeout_secs=0)
 

@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from callscope.bus.base import Record
+from callscope.bus.kafka.clients import started
 from callscope.bus.kafka.consumer import records_of
 from callscope.bus.kafka.limits import COMPONENT
 from schemas.errors import BusError
@@ -182,12 +183,7 @@ class SharedFetch:
                 fetch_min_bytes=self._bus.config.fetch_min_bytes,
                 fetch_max_wait_ms=self._bus.config.fetch_max_wait_ms,
             )
-            try:
-                await kafka.start()
-            except BaseException:
-                await kafka.stop()
-                raise
-            return kafka
+            return await started(kafka)
 
         self._kafka = await self._bus.connect_with_retry("shared_fetch", connect)
         self._task = asyncio.create_task(self._run(self._kafka), name="kafka-shared-fetch")
