@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -39,6 +39,9 @@ class Record:
     key: bytes | None
     value: bytes
     timestamp_ms: int
+    # Not data: the envelope the value decodes to, kept by the first processor of the process that
+    # decoded it for the others reading this same record (callscope.bus.envelopes).
+    envelope: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def tp(self) -> TopicPartition:

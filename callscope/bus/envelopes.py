@@ -7,6 +7,14 @@ most recent record values, keyed by the bytes themselves, so the first processor
 validates it and the others take the result. SIP envelopes are read by msgspec when it can vouch for
 them (:mod:`schemas.wire`, a :class:`~schemas.wire.WireSipEnvelope`), by pydantic otherwise.
 
+A processor that passes the :class:`~callscope.bus.base.Record` as well finds the envelope on the
+record itself when another processor decoded that record object: the in-process bus and the shared
+Kafka fetch hand the same record objects to every group of the process, so this works however far
+apart the readers are and in whatever order they take the partitions (with Kafka they take them in
+different orders, and readers thousands of records apart missed the value cache: each SIP record was
+decoded about twice). The envelope lives as long as the record. Records that are equal but not the
+same object (a Kafka consumer per group) still share through the values.
+
 Sharing is safe: decoding is a pure function of the bytes, and the envelope and body models are
 frozen. A value that fails validation is not kept (every reader gets the same error). The cache holds
 at most ``max_entries`` envelopes (oldest out first, about 8 KB each for SIP); a processor lagging
@@ -19,6 +27,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+from callscope.bus.base import Record
 from schemas.envelope import ENVELOPE_ADAPTER, Envelope
 from schemas.wire import SIP_PREFIX, Decoded, decode_sip
 
@@ -29,6 +38,9 @@ DEFAULT_ENTRIES = 8192
 #: ``ENVELOPE_ADAPTER.validate_json`` without the adapter's Python wrapper around pydantic-core's
 #: validator (same result, same errors; the wrapper only passes its default arguments on).
 validate_json: Callable[[bytes], Envelope] = ENVELOPE_ADAPTER.validator.validate_json
+
+
+_set_envelope = vars(Record)["envelope"].__set__  # the slot, past the frozen dataclass's __setattr__
 
 
 def read(value: bytes) -> Decoded:
@@ -52,24 +64,36 @@ class EnvelopeCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def decode(self, value: bytes) -> Decoded:
-        """The envelope of ``value``; raises pydantic's ``ValidationError`` (a ``ValueError``) when invalid."""
+    def decode(self, value: bytes, record: Record | None = None) -> Decoded:
+        """The envelope of ``value`` (``record``'s value, when given: the envelope is kept on it too).
+
+        Raises pydantic's ``ValidationError`` (a ``ValueError``) when invalid.
+        """
+        if record is not None:
+            found = record.envelope
+            if found is not None:
+                self.hits += 1
+                return found  # type: ignore[return-value]  # only this class sets it
         if type(value) is not bytes:  # bytearray, memoryview: not hashable, not kept
             return read(value)
         items = self._items
         env = items.get(value)
         if env is not None:
             self.hits += 1
-            return env
-        env = read(value)
-        self.misses += 1
-        if len(items) >= self.max_entries:
-            items.popitem(last=False)
-        items[value] = env
+        else:
+            env = read(value)
+            self.misses += 1
+            if len(items) >= self.max_entries:
+                items.popitem(last=False)
+            items[value] = env
+        if record is not None:
+            _set_envelope(record, env)
         return env
 
-    def peek(self, value: bytes) -> Decoded | None:
-        """The envelope of ``value`` if a reader decoded it already, else None (nothing is validated)."""
+    def peek(self, value: bytes, record: Record | None = None) -> Decoded | None:
+        """The envelope of ``value`` (of ``record``) if a reader decoded it already, else None (validates nothing)."""
+        if record is not None and record.envelope is not None:
+            return record.envelope  # type: ignore[return-value]  # only this class sets it
         return self._items.get(value) if type(value) is bytes else None
 
     def clear(self) -> None:

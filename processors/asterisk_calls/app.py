@@ -30,7 +30,7 @@ from datetime import datetime
 
 import orjson
 
-from callscope.bus.base import Bus
+from callscope.bus.base import Bus, Record
 from callscope.settings import ProcessorConfig, StoreConfig
 from callscope.store.client import Store
 from callscope.telemetry import Telemetry
@@ -138,7 +138,7 @@ class AsteriskCallsProcessor(CorrelatingShell):
         if restored:
             self._log.info("calls reloaded", calls=restored)
 
-    def _wants(self, topic: str, value: bytes) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
         return topic != _AMI or ami_wants(value)
 
     def _feed(self, env: Decoded) -> list[PendingRow]:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence, Sized
 from datetime import UTC, datetime
 from typing import Any
 
-from callscope.bus.base import Bus, Consumer, TopicPartition
+from callscope.bus.base import Bus, Consumer, Record, TopicPartition
 from callscope.bus.envelopes import SHARED, EnvelopeCache
 from callscope.settings import ProcessorConfig, StoreConfig
 from callscope.store.client import Store
@@ -111,11 +111,13 @@ class CorrelatingShell:
     async def _reload(self) -> None:
         """Take back in-flight state from the store before consuming (default: nothing)."""
 
-    def _wants(self, topic: str, value: bytes) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
         """Cheap check before the full validation: False skips a record the core would ignore anyway.
 
-        Raises ``ValueError`` for a record that is not even JSON (counted as an ``envelope`` error).
-        The events processor validates and dead-letters every envelope; shells only read.
+        ``record`` is the record of ``value``: ``self.envelopes.peek(value, record)`` gives its
+        envelope when another processor of the process decoded it already. Raises ``ValueError``
+        for a record that is not even JSON (counted as an ``envelope`` error). The events
+        processor validates and dead-letters every envelope; shells only read.
         """
         return True
 
@@ -144,7 +146,7 @@ class CorrelatingShell:
                 last: dict[tuple[str, int], int] = {}  # one TopicPartition per batch, not per record
                 received: dict[str, int] = {}  # the received counters move once per batch and topic
                 for rec in records:
-                    self._handle(rec.topic, rec.value)
+                    self._handle(rec)
                     last[rec.topic, rec.partition] = rec.offset
                     received[rec.topic] = received.get(rec.topic, 0) + 1
                 for (topic, partition), offset in last.items():
@@ -175,12 +177,13 @@ class CorrelatingShell:
             )
         received.inc(count)
 
-    def _handle(self, topic: str, value: bytes) -> None:
+    def _handle(self, rec: Record) -> None:
         """One record (counted by the caller, :meth:`run`, per batch)."""
+        value = rec.value
         try:
-            if not self._wants(topic, value):
+            if not self._wants(rec.topic, value, rec):
                 return
-            env = self.envelopes.decode(value)
+            env = self.envelopes.decode(value, rec)
         except ValueError:
             # The events processor dead-letters it; here it is only counted.
             self._telemetry.errors.labels(self.name, "envelope").inc()

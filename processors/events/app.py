@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from callscope.bus.base import Bus, Consumer, Producer, TopicPartition
+from callscope.bus.base import Bus, Consumer, Producer, Record, TopicPartition
 from callscope.bus.envelopes import SHARED, EnvelopeCache
 from callscope.settings import ProcessorConfig, StoreConfig
 from callscope.store.client import Store
@@ -86,7 +86,7 @@ class EventsProcessor:
                 last: dict[tuple[str, int], int] = {}  # one TopicPartition per batch, not per record
                 received: dict[str, int] = {}  # the received counters move once per batch and topic
                 for rec in records:
-                    rejected = self._add_record(rec.topic, rec.value)
+                    rejected = self._add_record(rec)
                     if rejected is not None:
                         await self._dead_letter(rec.topic, rec.value, rec.key, rejected)
                     last[rec.topic, rec.partition] = rec.offset
@@ -112,9 +112,10 @@ class EventsProcessor:
             received = self._received[topic] = self._telemetry.events_received.labels(NAME, topic.rsplit(".", 1)[-1])
         received.inc(count)
 
-    def _add_record(self, topic: str, value: bytes) -> Rejected | None:
+    def _add_record(self, rec: Record) -> Rejected | None:
         """Add one record's row to its table's sink; the reason when it belongs on the dead-letter topic."""
-        out = route(topic, value, self.envelopes)
+        topic, value = rec.topic, rec.value
+        out = route(topic, value, self.envelopes, rec)
         if isinstance(out, Rejected):
             return out
         self._sink(out.table).add(out.values, len(value))

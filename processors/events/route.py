@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from callscope.bus.base import Record
 from callscope.bus.envelopes import SHARED, EnvelopeCache
 from schemas.envelope import KINDS
 from schemas.errors import DecodeError
@@ -33,15 +34,16 @@ class Rejected:
     detail: str
 
 
-def route(topic: str, value: bytes, envelopes: EnvelopeCache = SHARED) -> Row | Rejected:
+def route(topic: str, value: bytes, envelopes: EnvelopeCache = SHARED, record: Record | None = None) -> Row | Rejected:
     """Turn one record into the row of its raw table, or say why it cannot be stored.
 
-    ``envelopes``: where the record's envelope is decoded (shared with the other processors).
+    ``envelopes``: where the record's envelope is decoded (shared with the other processors);
+    ``record``: the record of ``value``, if there is one (see :meth:`EnvelopeCache.decode`).
     """
     if topic == DEADLETTER:
         return _deadletter(value)
     try:
-        env = envelopes.decode(value)
+        env = envelopes.decode(value, record)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         return Rejected("envelope", _short(exc))
     if _TOPICS[env.kind] != topic:

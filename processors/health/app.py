@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from callscope.bus.base import Bus, Producer
+from callscope.bus.base import Bus, Producer, Record
 from callscope.settings import ProcessorConfig, StoreConfig, TopologyConfig
 from callscope.store.client import Store
 from callscope.telemetry import Telemetry
@@ -233,7 +233,7 @@ class HealthProcessor(CorrelatingShell):
 
     # -- records -------------------------------------------------------------------------------
 
-    def _wants(self, topic: str, value: bytes) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
         return topic != _SIP or sip_wants(value)
 
     def _feed(self, env: Decoded) -> list[PendingRow]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from callscope.bus.base import Record
 from processors.call_legs.app import CorrelatingShell, PendingRow
 from processors.media_quality.mos import MediaQualityCore
 from processors.prefilter import may_carry_media
@@ -31,11 +32,11 @@ class MediaQualityProcessor(CorrelatingShell):
     async def _reload(self) -> None:
         self.core = MediaQualityCore()
 
-    def _wants(self, topic: str, value: bytes) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
         # Every RTCP report matters; of SIP only what carries SDP (codecs) or a VQ report (PUBLISH).
         if topic != _SIP:
             return True
-        env = self.envelopes.peek(value)  # decoded by another processor of the process already?
+        env = self.envelopes.peek(value, record)  # decoded by another processor of the process already?
         if env is not None:
             return isinstance(env, SIP_ENVELOPES) and (env.body.sdp is not None or bool(env.body.vq_report))
         return may_carry_media(value)

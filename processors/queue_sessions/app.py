@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from prometheus_client import Counter
 
-from callscope.bus.base import Bus
+from callscope.bus.base import Bus, Record
 from callscope.settings import ProcessorConfig, StoreConfig
 from callscope.store.client import Store
 from callscope.telemetry import Telemetry
@@ -148,7 +148,7 @@ class QueueSessionsProcessor(CorrelatingShell):
         if rows or agents:
             self._log.info("queue state reloaded", sessions=len(rows), agent_intervals=len(agents))
 
-    def _wants(self, topic: str, value: bytes) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
         if not topic.endswith(".ami"):
             return True
         # AMI carries every event of the node: only queue and agent events are validated and fed.

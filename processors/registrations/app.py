@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from callscope.bus.base import Record
 from processors.call_legs.app import CorrelatingShell, PendingRow
 from processors.prefilter import method_is
 from processors.registrations.correlator import RegistrationCorrelator, RegistrationRow
@@ -40,10 +41,10 @@ class RegistrationsProcessor(CorrelatingShell):
         for row in rows:
             self.correlator.restore(RegistrationRow(**{k: row[k] for k in RegistrationRow.__dataclass_fields__}))
 
-    def _wants(self, topic: str, value: bytes) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
         # Only REGISTER transactions matter: skip the full validation of every other SIP message
         # (the bytes are looked at when no other processor of the process has decoded the record yet).
-        env = self.envelopes.peek(value)
+        env = self.envelopes.peek(value, record)
         if env is not None:
             return isinstance(env, SIP_ENVELOPES) and (env.body.method or "").upper() == "REGISTER"
         return method_is(value, b"register")

@@ -43,7 +43,8 @@ def test_records_equal_what_the_dataclass_builds() -> None:
 def test_records_fill_every_field_of_record() -> None:
     # A field added to Record must be filled by records_of too: this fails until it is.
     names = {f.name for f in dataclasses.fields(Record)}
-    assert names == {"topic", "partition", "offset", "key", "value", "timestamp_ms"}
+    assert names == {"topic", "partition", "offset", "key", "value", "timestamp_ms", "envelope"}
     (rec,) = records_of("t", 0, [_consumer_record(0, b"k", b"v")])
     for name in names:
         getattr(rec, name)  # AttributeError for a slot left empty
+    assert rec.envelope is None  # nothing decoded yet

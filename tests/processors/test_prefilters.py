@@ -12,6 +12,7 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from callscope.bus.base import Record
 from callscope.bus.memory import MemoryBus
 from callscope.settings import MemoryBusConfig, ProcessorConfig, StoreConfig
 from callscope.store.client import Store
@@ -38,6 +39,14 @@ def _sip(**body: Any) -> bytes:
     return orjson.dumps(doc)
 
 
+def _record(topic: str, value: bytes) -> Record:
+    return Record(topic, 0, 0, None, value, 0)
+
+
+def _wants(shell: CorrelatingShell, topic: str, value: bytes) -> bool:
+    return shell._wants(topic, value, _record(topic, value))
+
+
 def _errors(shell: CorrelatingShell) -> float:
     value = shell._telemetry.errors.labels(shell.name, "envelope")._value.get()
     return float(value)
@@ -48,15 +57,15 @@ def _errors(shell: CorrelatingShell) -> float:
 )
 def test_registrations_reads_only_register(method: str | None, wanted: bool) -> None:
     shell = _shell(RegistrationsProcessor)
-    assert shell._wants(SIP, _sip(method=method)) is wanted
+    assert _wants(shell, SIP, _sip(method=method)) is wanted
 
 
 def test_media_quality_reads_rtcp_sdp_and_vq_reports() -> None:
     shell = _shell(MediaQualityProcessor)
-    assert shell._wants(RTCP, orjson.dumps(sample_envelope("rtcp", id="rtcp-1")))
-    assert not shell._wants(SIP, _sip(sdp=None, vq_report=None))
-    assert shell._wants(SIP, _sip(sdp={"media": []}, vq_report=None))
-    assert shell._wants(SIP, _sip(sdp=None, vq_report={"CallID": "x"}))
+    assert _wants(shell, RTCP, orjson.dumps(sample_envelope("rtcp", id="rtcp-1")))
+    assert not _wants(shell, SIP, _sip(sdp=None, vq_report=None))
+    assert _wants(shell, SIP, _sip(sdp={"media": []}, vq_report=None))
+    assert _wants(shell, SIP, _sip(sdp=None, vq_report={"CallID": "x"}))
 
 
 @pytest.mark.parametrize("cls", [RegistrationsProcessor, MediaQualityProcessor])
@@ -64,12 +73,12 @@ def test_unreadable_records_are_skipped_or_counted_never_raised(cls: type[Correl
     shell = _shell(cls)
     # Skipped by the byte check (registrations: no REGISTER in it) or counted once validation fails
     # (media_quality: nothing says "no SDP"); never raised. The events processor dead-letters them.
-    shell._handle(SIP, b"not json")
-    shell._handle(SIP, b"[1, 2]")
+    shell._handle(_record(SIP, b"not json"))
+    shell._handle(_record(SIP, b"[1, 2]"))
     before = _errors(shell)
     assert before == (2.0 if cls is MediaQualityProcessor else 0.0)
     wanted_but_broken = b'{"v":1,"kind":"sip","body":{"method":"REGISTER","sdp":{"media":[]},'
-    shell._handle(SIP, wanted_but_broken)
+    shell._handle(_record(SIP, wanted_but_broken))
     assert _errors(shell) == before + 1
 
 

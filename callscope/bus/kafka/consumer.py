@@ -33,6 +33,7 @@ _set_offset = _slot["offset"].__set__
 _set_key = _slot["key"].__set__
 _set_value = _slot["value"].__set__
 _set_timestamp = _slot["timestamp_ms"].__set__
+_set_envelope = _slot["envelope"].__set__
 
 
 def records_of(topic: str, partition: int, batch: list[ConsumerRecord[bytes, bytes]]) -> list[Record]:
@@ -52,6 +53,7 @@ def records_of(topic: str, partition: int, batch: list[ConsumerRecord[bytes, byt
         _set_key(rec, r.key)
         _set_value(rec, r.value or b"")
         _set_timestamp(rec, r.timestamp)
+        _set_envelope(rec, None)
         append(rec)
     return out
 
