@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -23,7 +24,7 @@ from callscope.bus.envelopes import read
 from callscope.replay import resolve_formats
 from schemas.bodies import Endpoint, SdpMedia, SdpSummary, SipBody
 from schemas.envelope import ENVELOPE_ADAPTER, SipEnvelope
-from schemas.tables import row_for
+from schemas.tables import _native_sip_row, _wire_sip_row, micros, row_for, wire_sip_row_pure
 from schemas.wire import (
     SIP_PREFIX,
     WireEndpoint,
@@ -113,7 +114,15 @@ def _check(value: bytes) -> bool:
     assert to_model(fast) == slow
     assert (fast.ts, fast.received) == (slow.ts, slow.received)
     assert row_for(fast) == row_for(slow)
+    _same_row(fast)
     return True
+
+
+def _same_row(env: WireSipEnvelope) -> None:
+    """The C accelerator's sip_messages row (when it builds one) is the Python function's, value and type."""
+    fast, slow = _wire_sip_row(env), wire_sip_row_pure(env)
+    assert fast == slow
+    assert [type(v) for v in fast[1]] == [type(v) for v in slow[1]]
 
 
 def _corpus_sip() -> list[bytes]:
@@ -303,3 +312,104 @@ def test_to_model_gives_the_pydantic_envelope() -> None:
     fast = decode_sip(raw)
     assert fast is not None
     assert to_model(fast) == _pydantic(raw)
+
+
+# -- the C accelerator of the sip_messages row (collectors/hep/_speedups.c, sip_row) -------------------
+
+
+def _wire(**body: Any) -> WireSipEnvelope:
+    """A decoded envelope whose body fields are then set to ``body``'s, as they are (no validation)."""
+    doc = _doc()
+    doc["body"]["vq_report"] = None
+    env = decode_sip(orjson.dumps(doc))
+    assert env is not None
+    for side in ("src", "dst"):
+        if side in body:
+            body[side] = WireEndpoint(**body[side])
+    return msgspec.structs.replace(env, body=msgspec.structs.replace(env.body, **body))
+
+
+def _native(env: WireSipEnvelope) -> tuple[Any, ...] | None:
+    if _native_sip_row is None:
+        pytest.skip("the C accelerator is not built (or CALLSCOPE_HEP_PURE is set)")
+    return _native_sip_row(env)
+
+
+def test_the_c_row_is_built_for_the_common_envelope() -> None:
+    env = _wire()
+    row = _native(env)
+    assert row is not None
+    assert row == wire_sip_row_pure(env)[1]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"call_id": "", "method": None, "reason": "", "status": 0, "cseq": None, "from_tag": None, "to_tag": ""},
+        {"transport": None, "capture_id": None, "correlation_id": None, "user_agent": None, "raw": ""},
+        {"transport": "", "is_request": False, "status": 486, "reason": "Busy Here"},
+        {"src": {"ip": "", "port": 0}, "dst": {"ip": "2001:db8::1", "port": 65535}},
+        {"raw": 'INVITE sip:é@x SIP/2.0\r\nX: ,"raw":"y"\r\n\r\n', "user_agent": "Ünïcode/1 ☎"},
+        {"from_display": 'a "quoted" \\ name', "raw": "\u0000\u001f\u2028"},
+    ],
+)
+def test_the_c_row_is_the_python_row_value_and_type(body: dict[str, Any]) -> None:
+    env = _wire(**body)
+    assert _native(env) is not None
+    _same_row(env)
+
+
+def test_the_c_row_leaves_vq_reports_and_other_types_to_python() -> None:
+    env = _wire(vq_report={"CallID": "x", "QualityEst": {"MOSCQ": 4.1}})
+    assert _native(env) is None  # the body column's floats go through orjson
+    _same_row(env)
+    model = to_model(_wire())
+    assert _native(model) is None  # type: ignore[arg-type]  # a pydantic envelope: not the struct
+    assert _native(object()) is None  # type: ignore[arg-type]
+
+
+_TS_TEXTS = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)).map(
+    lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ").rjust(27, "0")
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_TS_TEXTS, _TS_TEXTS)
+def test_the_c_row_reads_timestamps_as_micros_does(ts: str, received: str) -> None:
+    env = msgspec.structs.replace(_wire(), ts_text=ts, received_text=received)
+    row = _native(env)
+    assert row is not None
+    assert (row[3], row[4]) == (micros(ts), micros(received))
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2023-02-29T10:00:00.000000Z",  # not a leap year
+        "2100-02-29T10:00:00.000000Z",  # nor is 2100
+        "2024-04-31T10:00:00.000000Z",
+        "2024-13-01T10:00:00.000000Z",
+        "2024-00-01T10:00:00.000000Z",
+        "0000-01-01T10:00:00.000000Z",
+        "2024-03-01T24:00:00.000000Z",
+        "2024-03-01T10:60:00.000000Z",
+        "2024-03-01T10:00:60.000000Z",
+        "2024-03-01t10:00:00.000000Z",
+        "2024-03-01T10:00:00.000000z",
+        "2024-03-01T10:00:00.00000aZ",
+        "2024-03-01T10:00:00.0000001Z",
+        "2024-03-01T10:00:00Z",
+        "２024-03-01T10:00:00.000000Z",
+    ],
+)
+def test_the_c_row_leaves_timestamps_not_in_the_encoders_form_to_python(ts: str) -> None:
+    env = msgspec.structs.replace(_wire(), ts_text=ts)
+    assert _native(env) is None
+
+
+def test_the_c_row_takes_leap_days_that_exist() -> None:
+    for ts in ("2024-02-29T23:59:59.999999Z", "2000-02-29T00:00:00.000000Z", "1970-01-01T00:00:00.000000Z"):
+        row = _native(msgspec.structs.replace(_wire(), ts_text=ts))
+        assert row is not None
+        assert row[3] == micros(ts)

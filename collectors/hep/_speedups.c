@@ -1,11 +1,13 @@
 /*
  * collectors.hep._speedups -- the HEP collector's hot path in C.
  *
- * Two functions with the signatures of their pure-Python references:
+ * Functions with the signatures of their pure-Python references:
  *
  *   decode(data)                       == collectors.hep.decode.decode_pure(data)
  *   parse_fields(data, *, correlation_headers=("x-cid",), max_message_bytes=65535)
  *                                      == collectors.hep.sip.parse_fields_pure(...)
+ *
+ * and, for the processors, sip_row(env) == schemas.tables._wire_sip_row(env)[1] (see its section).
  *
  * Each handles the common case itself and hands every other input, unchanged, to the
  * Python function it was configured with (configure_decode(), configure_sip()): HEPv1/v2, compressed or truncated
@@ -2015,6 +2017,267 @@ configure_envelope(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ sip_messages rows */
+
+/*
+ * sip_row(env) == schemas.tables._wire_sip_row(env)[1] for a msgspec-read SIP envelope
+ * (schemas.wire.WireSipEnvelope) without a VQ report whose timestamps are in the encoder's
+ * form (YYYY-MM-DDTHH:MM:SS.ffffffZ); None for anything else, which the Python function
+ * then reads. Fields are read from the structs' slots (offsets taken from their member
+ * descriptors at configure_sip_row()), the body column is the configured msgspec encoder's
+ * text of the body cut before its last field, "raw" (as the Python function does).
+ * tests/test_wire.py compares the two.
+ */
+
+enum { E_ID, E_NODE, E_ROLE, E_TS, E_RECEIVED, E_KEY, E_BODY, E_COUNT };
+static const char *env_fields[E_COUNT] = {"id", "node", "role", "ts_text", "received_text", "key", "body"};
+enum {
+    B_CALL_ID, B_IS_REQUEST, B_METHOD, B_STATUS, B_REASON, B_CSEQ, B_FROM_USER, B_TO_USER, B_FROM_TAG,
+    B_TO_TAG, B_SRC, B_DST, B_TRANSPORT, B_CORRELATION_ID, B_CAPTURE_ID, B_USER_AGENT, B_RAW, B_VQ_REPORT,
+    B_COUNT
+};
+static const char *body_fields[B_COUNT] = {
+    "call_id", "is_request", "method", "status", "reason", "cseq", "from_user", "to_user", "from_tag",
+    "to_tag", "src", "dst", "transport", "correlation_id", "capture_id", "user_agent", "raw", "vq_report",
+};
+enum { P_IP, P_PORT, P_COUNT };
+static const char *endpoint_fields[P_COUNT] = {"ip", "port"};
+
+static PyTypeObject *row_env_type, *row_body_type, *row_endpoint_type;
+static Py_ssize_t env_offsets[E_COUNT], body_offsets[B_COUNT], endpoint_offsets[P_COUNT];
+static PyObject *row_encode;      /* msgspec.json.Encoder().encode */
+static PyObject *row_empty, *row_udp, *row_zero;
+
+static int
+slot_offsets(PyTypeObject *type, const char **names, int count, Py_ssize_t *offsets)
+{
+    for (int i = 0; i < count; i++) {
+        PyObject *d = PyObject_GetAttrString((PyObject *)type, names[i]);
+        if (d == NULL)
+            return -1;
+        int ok = Py_IS_TYPE(d, &PyMemberDescr_Type)
+                 && (((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX
+                     || ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT);
+        if (ok)
+            offsets[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_DECREF(d);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "%s.%s is not an object slot", type->tp_name, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+configure_sip_row(PyObject *self, PyObject *args)
+{
+    PyTypeObject *env, *body, *endpoint;
+    PyObject *encode;
+    if (!PyArg_ParseTuple(args, "O!O!O!O:configure_sip_row", &PyType_Type, &env, &PyType_Type, &body,
+                          &PyType_Type, &endpoint, &encode))
+        return NULL;
+    if (slot_offsets(env, env_fields, E_COUNT, env_offsets) < 0
+        || slot_offsets(body, body_fields, B_COUNT, body_offsets) < 0
+        || slot_offsets(endpoint, endpoint_fields, P_COUNT, endpoint_offsets) < 0)
+        return NULL;
+    if (row_empty == NULL) {
+        row_empty = PyUnicode_InternFromString("");
+        row_udp = PyUnicode_InternFromString("udp");
+        row_zero = PyLong_FromLong(0);
+        if (row_empty == NULL || row_udp == NULL || row_zero == NULL)
+            return NULL;
+    }
+    Py_INCREF(env);
+    Py_XSETREF(row_env_type, env);
+    Py_INCREF(body);
+    Py_XSETREF(row_body_type, body);
+    Py_INCREF(endpoint);
+    Py_XSETREF(row_endpoint_type, endpoint);
+    Py_INCREF(encode);
+    Py_XSETREF(row_encode, encode);
+    Py_RETURN_NONE;
+}
+
+#define SLOT(obj, offset) (*(PyObject **)((char *)(obj) + (offset)))
+
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (Howard Hinnant's days_from_civil). */
+static long long
+days_from_civil(long long y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long)doe - 719468;
+}
+
+/* Microseconds since the epoch of "YYYY-MM-DDTHH:MM:SS.ffffffZ" (a valid date and time); 0 for any other text. */
+static int
+text_micros(PyObject *text, long long *out)
+{
+    static const unsigned char digit_at[27] = {1, 1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0,
+                                               1, 1, 1, 1, 1, 1, 0};
+    static const unsigned char month_days[13] = {0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (text == NULL || !PyUnicode_CheckExact(text) || PyUnicode_GET_LENGTH(text) != 27
+        || PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        return 0;
+    const Py_UCS1 *p = PyUnicode_1BYTE_DATA(text);
+    for (int i = 0; i < 27; i++)
+        if (digit_at[i] ? (p[i] < '0' || p[i] > '9') : 0)
+            return 0;
+    if (p[4] != '-' || p[7] != '-' || p[10] != 'T' || p[13] != ':' || p[16] != ':' || p[19] != '.' || p[26] != 'Z')
+        return 0;
+#define N2(i) ((p[i] - '0') * 10 + (p[(i) + 1] - '0'))
+    long long year = N2(0) * 100 + N2(2);
+    unsigned month = N2(5), day = N2(8), hour = N2(11), minute = N2(14), second = N2(17);
+    long long frac = (long long)N2(20) * 10000 + N2(22) * 100 + N2(24);
+#undef N2
+    if (year < 1 || month < 1 || month > 12 || day < 1 || day > month_days[month] || hour > 23 || minute > 59
+        || second > 59)
+        return 0;
+    if (month == 2 && day == 29 && !(year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)))
+        return 0;
+    long long secs = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+    *out = secs * 1000000 + frac;
+    return 1;
+}
+
+/* A new reference to value, or to fallback when value is None or false (Python's "value or fallback"). */
+static PyObject *
+or_else(PyObject *value, PyObject *fallback)
+{
+    int truth = value == Py_None ? 0 : PyObject_IsTrue(value);
+    if (truth < 0)
+        return NULL;
+    PyObject *out = truth ? value : fallback;
+    Py_INCREF(out);
+    return out;
+}
+
+/* The body column: the encoder's text of body, cut at its last ',"raw":', closed with '}'. */
+static PyObject *
+body_column(PyObject *body)
+{
+    static const char raw_key[] = ",\"raw\":";
+    const Py_ssize_t key_len = (Py_ssize_t)sizeof(raw_key) - 1;
+    PyObject *encoded = PyObject_CallOneArg(row_encode, body);
+    if (encoded == NULL)
+        return NULL;
+    if (!PyBytes_CheckExact(encoded)) {
+        Py_DECREF(encoded);
+        Py_RETURN_NONE;
+    }
+    const char *s = PyBytes_AS_STRING(encoded);
+    Py_ssize_t at = PyBytes_GET_SIZE(encoded) - key_len;
+    while (at >= 0 && memcmp(s + at, raw_key, (size_t)key_len) != 0)
+        at--;
+    if (at < 0) {
+        Py_DECREF(encoded);
+        Py_RETURN_NONE;
+    }
+    char small[4096];
+    char *buf = at + 1 <= (Py_ssize_t)sizeof(small) ? small : PyMem_Malloc((size_t)at + 1);
+    if (buf == NULL) {
+        Py_DECREF(encoded);
+        return PyErr_NoMemory();
+    }
+    memcpy(buf, s, (size_t)at);
+    buf[at] = '}';
+    PyObject *out = PyUnicode_DecodeUTF8(buf, at + 1, NULL);
+    if (buf != small)
+        PyMem_Free(buf);
+    Py_DECREF(encoded);
+    return out;
+}
+
+static PyObject *
+sip_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "sip_row(env) takes one argument");
+        return NULL;
+    }
+    PyObject *env = args[0];
+    if (row_env_type == NULL || !Py_IS_TYPE(env, row_env_type))
+        Py_RETURN_NONE;
+    PyObject *body = SLOT(env, env_offsets[E_BODY]);
+    if (body == NULL || !Py_IS_TYPE(body, row_body_type) || SLOT(body, body_offsets[B_VQ_REPORT]) != Py_None)
+        Py_RETURN_NONE;
+    PyObject *src = SLOT(body, body_offsets[B_SRC]), *dst = SLOT(body, body_offsets[B_DST]);
+    if (src == NULL || dst == NULL || !Py_IS_TYPE(src, row_endpoint_type) || !Py_IS_TYPE(dst, row_endpoint_type))
+        Py_RETURN_NONE;
+    long long ts, received;
+    if (!text_micros(SLOT(env, env_offsets[E_TS]), &ts) || !text_micros(SLOT(env, env_offsets[E_RECEIVED]), &received))
+        Py_RETURN_NONE;
+    for (int i = 0; i < B_COUNT; i++)
+        if (SLOT(body, body_offsets[i]) == NULL)
+            Py_RETURN_NONE;
+    for (int i = 0; i < E_COUNT; i++)
+        if (SLOT(env, env_offsets[i]) == NULL)
+            Py_RETURN_NONE;
+    for (int i = 0; i < P_COUNT; i++)
+        if (SLOT(src, endpoint_offsets[i]) == NULL || SLOT(dst, endpoint_offsets[i]) == NULL)
+            Py_RETURN_NONE;
+
+    PyObject *column = body_column(body);
+    if (column == NULL || column == Py_None)
+        return column;
+    PyObject *row = PyTuple_New(26);
+    if (row == NULL) {
+        Py_DECREF(column);
+        return NULL;
+    }
+    int is_request = PyObject_IsTrue(SLOT(body, body_offsets[B_IS_REQUEST]));
+    PyObject *b;
+#define SET(i, value)                                                                                                 \
+    do {                                                                                                              \
+        PyObject *v_ = (value);                                                                                       \
+        if (v_ == NULL)                                                                                               \
+            goto fail;                                                                                                \
+        PyTuple_SET_ITEM(row, (i), v_);                                                                               \
+    } while (0)
+#define KEEP(i, value) (Py_INCREF(value), PyTuple_SET_ITEM(row, (i), (value)))
+    KEEP(0, SLOT(env, env_offsets[E_ID]));
+    KEEP(1, SLOT(env, env_offsets[E_NODE]));
+    KEEP(2, SLOT(env, env_offsets[E_ROLE]));
+    SET(3, PyLong_FromLongLong(ts));
+    SET(4, PyLong_FromLongLong(received));
+    KEEP(5, SLOT(env, env_offsets[E_KEY]));
+    PyTuple_SET_ITEM(row, 6, column);
+    b = body;
+    SET(7, or_else(SLOT(b, body_offsets[B_CALL_ID]), row_empty));
+    if (is_request < 0)
+        goto fail;
+    SET(8, PyBool_FromLong(is_request));
+    SET(9, or_else(SLOT(b, body_offsets[B_METHOD]), row_empty));
+    SET(10, or_else(SLOT(b, body_offsets[B_STATUS]), row_zero));
+    SET(11, or_else(SLOT(b, body_offsets[B_REASON]), row_empty));
+    SET(12, or_else(SLOT(b, body_offsets[B_CSEQ]), row_zero));
+    SET(13, or_else(SLOT(b, body_offsets[B_FROM_USER]), row_empty));
+    SET(14, or_else(SLOT(b, body_offsets[B_TO_USER]), row_empty));
+    SET(15, or_else(SLOT(b, body_offsets[B_FROM_TAG]), row_empty));
+    SET(16, or_else(SLOT(b, body_offsets[B_TO_TAG]), row_empty));
+    SET(17, or_else(SLOT(src, endpoint_offsets[P_IP]), row_empty));
+    SET(18, or_else(SLOT(src, endpoint_offsets[P_PORT]), row_zero));
+    SET(19, or_else(SLOT(dst, endpoint_offsets[P_IP]), row_empty));
+    SET(20, or_else(SLOT(dst, endpoint_offsets[P_PORT]), row_zero));
+    SET(21, or_else(SLOT(b, body_offsets[B_TRANSPORT]), row_udp));
+    SET(22, or_else(SLOT(b, body_offsets[B_CORRELATION_ID]), row_empty));
+    SET(23, or_else(SLOT(b, body_offsets[B_CAPTURE_ID]), row_zero));
+    SET(24, or_else(SLOT(b, body_offsets[B_USER_AGENT]), row_empty));
+    SET(25, or_else(SLOT(b, body_offsets[B_RAW]), row_empty));
+#undef SET
+#undef KEEP
+    return row;
+fail:
+    Py_DECREF(row); /* the items not set yet are NULL: tuple deallocation skips them */
+    return NULL;
+}
+
+#undef SLOT
+
 /* ------------------------------------------------------------------ module */
 
 static PyMethodDef methods[] = {
@@ -2030,6 +2293,10 @@ static PyMethodDef methods[] = {
      "sip_envelope(payload, correlation_headers, max_message_bytes, v, event_id, node, role, ts_us, received_us, "
      "src_ip, src_port, dst_ip, dst_port, transport, capture_id, capture_name, correlation_id) "
      "-> (call_id, envelope) or None"},
+    {"configure_sip_row", configure_sip_row, METH_VARARGS,
+     "configure_sip_row(WireSipEnvelope, WireSipBody, WireEndpoint, encode)"},
+    {"sip_row", (PyCFunction)(void (*)(void))sip_row, METH_FASTCALL,
+     "sip_row(env) -> tuple or None: schemas.tables._wire_sip_row(env)[1], in C for the common envelopes."},
     {"parse_fields", (PyCFunction)(void (*)(void))parse_fields, METH_FASTCALL | METH_KEYWORDS,
      "parse_fields(data, *, correlation_headers=('x-cid',), max_message_bytes=65535) -> dict: "
      "collectors.hep.sip.parse_fields_pure, in C for the common messages."},
