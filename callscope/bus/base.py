@@ -68,6 +68,15 @@ class Producer(abc.ABC):
 
 
 class Consumer(abc.ABC):
+    #: Whether the processors may keep a record's decoded envelope on the record (``Record.envelope``,
+    #: see :mod:`callscope.bus.envelopes`): true where the groups of a process read the same record
+    #: objects, each in its own order, and drop them once read (the shared Kafka fetch). False for
+    #: the in-process bus, whose groups read its partitions in the same order (the value cache
+    #: serves them) and which keeps records until every group committed them: their envelopes
+    #: would stay as long (+220 MiB peak RSS in bench/e2e_hep.py); false where no other group
+    #: reads the same objects (a Kafka consumer per group).
+    carries_envelopes: bool = False
+
     @abc.abstractmethod
     async def getmany(self, timeout_ms: int = 200, max_records: int = 1000) -> list[Record]:
         """Up to ``max_records`` records from the assigned partitions; empty after ``timeout_ms``."""

@@ -8,12 +8,13 @@ validates it and the others take the result. SIP envelopes are read by msgspec w
 them (:mod:`schemas.wire`, a :class:`~schemas.wire.WireSipEnvelope`), by pydantic otherwise.
 
 A processor that passes the :class:`~callscope.bus.base.Record` as well finds the envelope on the
-record itself when another processor decoded that record object: the in-process bus and the shared
-Kafka fetch hand the same record objects to every group of the process, so this works however far
-apart the readers are and in whatever order they take the partitions (with Kafka they take them in
-different orders, and readers thousands of records apart missed the value cache: each SIP record was
-decoded about twice). The envelope lives as long as the record. Records that are equal but not the
-same object (a Kafka consumer per group) still share through the values.
+record itself when another processor decoded that record object. The shared Kafka fetch hands the
+same record objects to every group of the process, each group taking the partitions in its own
+order: readers thousands of records apart missed the value cache (each SIP record was decoded about
+twice), while on the record it is found however far apart they are. The envelope lives as long as
+the record, so processors pass records only where the consumer says they may carry it
+(``Consumer.carries_envelopes``): not on the in-process bus, which keeps records until every group
+committed them (its groups read in the same order, and the value cache serves them).
 
 Sharing is safe: decoding is a pure function of the bytes, and the envelope and body models are
 frozen. A value that fails validation is not kept (every reader gets the same error). The cache holds

@@ -138,7 +138,7 @@ class AsteriskCallsProcessor(CorrelatingShell):
         if restored:
             self._log.info("calls reloaded", calls=restored)
 
-    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record | None) -> bool:
         return topic != _AMI or ami_wants(value)
 
     def _feed(self, env: Decoded) -> list[PendingRow]:

@@ -111,11 +111,11 @@ class CorrelatingShell:
     async def _reload(self) -> None:
         """Take back in-flight state from the store before consuming (default: nothing)."""
 
-    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record | None) -> bool:
         """Cheap check before the full validation: False skips a record the core would ignore anyway.
 
-        ``record`` is the record of ``value``: ``self.envelopes.peek(value, record)`` gives its
-        envelope when another processor of the process decoded it already. Raises ``ValueError``
+        ``self.envelopes.peek(value, record)`` gives the envelope of ``value`` when another processor
+        of the process decoded it already (``record``: the record it may ride on, or None). Raises ``ValueError``
         for a record that is not even JSON (counted as an ``envelope`` error). The events
         processor validates and dead-letters every envelope; shells only read.
         """
@@ -145,8 +145,9 @@ class CorrelatingShell:
                 )
                 last: dict[tuple[str, int], int] = {}  # one TopicPartition per batch, not per record
                 received: dict[str, int] = {}  # the received counters move once per batch and topic
+                carried = self._consumer.carries_envelopes
                 for rec in records:
-                    self._handle(rec)
+                    self._handle(rec, rec if carried else None)
                     last[rec.topic, rec.partition] = rec.offset
                     received[rec.topic] = received.get(rec.topic, 0) + 1
                 for (topic, partition), offset in last.items():
@@ -177,13 +178,14 @@ class CorrelatingShell:
             )
         received.inc(count)
 
-    def _handle(self, rec: Record) -> None:
-        """One record (counted by the caller, :meth:`run`, per batch)."""
+    def _handle(self, rec: Record, carrier: Record | None) -> None:
+        """One record (counted by the caller, :meth:`run`, per batch); ``carrier``: ``rec`` when its
+        decoded envelope may ride on it (``Consumer.carries_envelopes``), else None."""
         value = rec.value
         try:
-            if not self._wants(rec.topic, value, rec):
+            if not self._wants(rec.topic, value, carrier):
                 return
-            env = self.envelopes.decode(value, rec)
+            env = self.envelopes.decode(value, carrier)
         except ValueError:
             # The events processor dead-letters it; here it is only counted.
             self._telemetry.errors.labels(self.name, "envelope").inc()

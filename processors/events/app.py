@@ -85,8 +85,9 @@ class EventsProcessor:
                 )
                 last: dict[tuple[str, int], int] = {}  # one TopicPartition per batch, not per record
                 received: dict[str, int] = {}  # the received counters move once per batch and topic
+                carried = self._consumer.carries_envelopes
                 for rec in records:
-                    rejected = self._add_record(rec)
+                    rejected = self._add_record(rec, rec if carried else None)
                     if rejected is not None:
                         await self._dead_letter(rec.topic, rec.value, rec.key, rejected)
                     last[rec.topic, rec.partition] = rec.offset
@@ -112,10 +113,13 @@ class EventsProcessor:
             received = self._received[topic] = self._telemetry.events_received.labels(NAME, topic.rsplit(".", 1)[-1])
         received.inc(count)
 
-    def _add_record(self, rec: Record) -> Rejected | None:
-        """Add one record's row to its table's sink; the reason when it belongs on the dead-letter topic."""
+    def _add_record(self, rec: Record, carrier: Record | None = None) -> Rejected | None:
+        """Add one record's row to its table's sink; the reason when it belongs on the dead-letter topic.
+
+        ``carrier``: ``rec`` when its decoded envelope may ride on it (``Consumer.carries_envelopes``).
+        """
         topic, value = rec.topic, rec.value
-        out = route(topic, value, self.envelopes, rec)
+        out = route(topic, value, self.envelopes, carrier)
         if isinstance(out, Rejected):
             return out
         self._sink(out.table).add(out.values, len(value))

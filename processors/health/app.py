@@ -233,7 +233,7 @@ class HealthProcessor(CorrelatingShell):
 
     # -- records -------------------------------------------------------------------------------
 
-    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record | None) -> bool:
         return topic != _SIP or sip_wants(value)
 
     def _feed(self, env: Decoded) -> list[PendingRow]:

@@ -32,7 +32,7 @@ class MediaQualityProcessor(CorrelatingShell):
     async def _reload(self) -> None:
         self.core = MediaQualityCore()
 
-    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record | None) -> bool:
         # Every RTCP report matters; of SIP only what carries SDP (codecs) or a VQ report (PUBLISH).
         if topic != _SIP:
             return True

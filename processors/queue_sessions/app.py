@@ -148,7 +148,7 @@ class QueueSessionsProcessor(CorrelatingShell):
         if rows or agents:
             self._log.info("queue state reloaded", sessions=len(rows), agent_intervals=len(agents))
 
-    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record | None) -> bool:
         if not topic.endswith(".ami"):
             return True
         # AMI carries every event of the node: only queue and agent events are validated and fed.

@@ -41,7 +41,7 @@ class RegistrationsProcessor(CorrelatingShell):
         for row in rows:
             self.correlator.restore(RegistrationRow(**{k: row[k] for k in RegistrationRow.__dataclass_fields__}))
 
-    def _wants(self, topic: str, value: bytes, record: Record) -> bool:
+    def _wants(self, topic: str, value: bytes, record: Record | None) -> bool:
         # Only REGISTER transactions matter: skip the full validation of every other SIP message
         # (the bytes are looked at when no other processor of the process has decoded the record yet).
         env = self.envelopes.peek(value, record)

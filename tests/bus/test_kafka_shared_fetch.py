@@ -104,6 +104,7 @@ async def test_five_groups_get_every_record_in_order_from_one_fetch(shared_bus: 
     # (callscope.bus.envelopes), one decode per record for all the processors of the process.
     first = {(r.partition, r.offset): r for r in got[0][0]}
     assert all(first[r.partition, r.offset] is r for (records,) in got[1:] for r in records)
+    assert all(c.carries_envelopes for c in groups)
     assert [member(c).inbox.delivered for c in groups] == [len(sent)] * 5
 
 

@@ -73,12 +73,12 @@ def test_unreadable_records_are_skipped_or_counted_never_raised(cls: type[Correl
     shell = _shell(cls)
     # Skipped by the byte check (registrations: no REGISTER in it) or counted once validation fails
     # (media_quality: nothing says "no SDP"); never raised. The events processor dead-letters them.
-    shell._handle(_record(SIP, b"not json"))
-    shell._handle(_record(SIP, b"[1, 2]"))
+    shell._handle(_record(SIP, b"not json"), None)
+    shell._handle(_record(SIP, b"[1, 2]"), None)
     before = _errors(shell)
     assert before == (2.0 if cls is MediaQualityProcessor else 0.0)
     wanted_but_broken = b'{"v":1,"kind":"sip","body":{"method":"REGISTER","sdp":{"media":[]},'
-    shell._handle(_record(SIP, wanted_but_broken))
+    shell._handle(_record(SIP, wanted_but_broken), None)
     assert _errors(shell) == before + 1
 
 

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 class SharedFetchConsumer(KafkaConsumer):
     """A group member fed by the process's shared fetch (see the module)."""
 
+    carries_envelopes = True  # every group of the process gets the same record objects
+
     def __init__(self, bus: KafkaBus, group: str, topics: Sequence[str], shared: SharedFetch) -> None:
         super().__init__(bus, group, topics)
         self._shared = shared
