@@ -2270,6 +2270,9 @@ sip_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     SET(25, or_else(SLOT(b, body_offsets[B_RAW]), row_empty));
 #undef SET
 #undef KEEP
+    /* Strings, ints and a bool: never part of a cycle. The collector would untrack the tuple at
+     * its first look; a row waits in its sink for up to a second, long enough to be looked at. */
+    PyObject_GC_UnTrack(row);
     return row;
 fail:
     Py_DECREF(row); /* the items not set yet are NULL: tuple deallocation skips them */
