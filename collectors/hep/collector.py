@@ -11,6 +11,11 @@
 - One consumer coroutine drains the queue in batches: decode, auth key check (constant
   time), keep-alives skipped, :func:`collectors.hep.events.envelope_from_hep`, then
   ``send_many`` per topic. Whatever fails to decode goes to ``callscope.deadletter``.
+- With an auth key (``collectors.hep.auth_key``) nothing unauthenticated reaches the bus: a
+  packet with another key or none, and a packet or TCP stream too malformed to carry one, are
+  counted (``events_dropped{reason="auth"}``; a malformed one also in ``errors{reason}``) and
+  dropped, never dead-lettered. An authenticated packet whose payload does not decode is
+  dead-lettered as without a key.
 
 Delivery: at-most-once from the wire (UDP has no retry); once a packet is in the queue it
 is published or counted, and ``run`` returns only after the queue is drained and the
@@ -340,6 +345,9 @@ class HepCollector:
         self.log.warning("closing a TCP connection that is not HEP3", peer=str(peer), reason=exc.reason)
         self._packets.labels("tcp", "bad_stream").inc()
         self.telemetry.errors.labels(COMPONENT, f"tcp_{exc.reason}").inc()
+        if self._auth is not None:  # unauthenticated bytes: counted, never on the bus
+            self.telemetry.events_dropped.labels(COMPONENT, "auth").inc()
+            return
         self.telemetry.deadletters.labels(COMPONENT, exc.reason).inc()
         record = deadletter_record(
             component=COMPONENT,
@@ -390,6 +398,10 @@ class HepCollector:
         try:
             pkt = decode(raw)
         except HepError as exc:
+            if self._auth is not None:  # no key can be read from it: unauthenticated
+                self.telemetry.errors.labels(COMPONENT, exc.reason).inc()
+                self._drop(transport, "auth")
+                return 0
             return self._deadletter(exc, raw, transport, out)
         if self._auth is not None and not hmac.compare_digest(pkt.auth_key or b"", self._auth):
             self._drop(transport, "auth")

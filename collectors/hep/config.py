@@ -21,7 +21,13 @@ class HepConfig(BaseModel):
     listen: str = Field(default="127.0.0.1:9060", description="HOST:PORT for both UDP and TCP; port 0 asks the OS.")
     udp: bool = True
     tcp: bool = True
-    auth_key: str | None = Field(default=None, description="When set, packets whose chunk 0x000e differs are dropped.")
+    auth_key: str | None = Field(
+        default=None,
+        description=(
+            "When set, packets whose chunk 0x000e differs or is missing, and packets or TCP streams too malformed"
+            " to carry one, are counted and dropped (never dead-lettered)."
+        ),
+    )
     correlation_headers: tuple[str, ...] = Field(
         default=("x-cid",), description="SIP headers that link legs of one call (lower-case names)."
     )

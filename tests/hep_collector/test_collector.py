@@ -75,6 +75,37 @@ async def test_auth_key_mismatch_is_dropped_and_counted(hep_harness: Any) -> Non
     assert h.metric("callscope_hep_packets_total", {"transport": "udp", "result": "auth"}) == 5
 
 
+async def test_with_an_auth_key_malformed_packets_are_dropped_not_deadlettered(hep_harness: Any) -> None:
+    # Nothing unauthenticated reaches the bus: a packet too broken to carry a key is not stored
+    # either. An authenticated packet with a payload that does not decode is dead-lettered.
+    h: Harness = await hep_harness(auth_key="s3cret")
+    good = [hep_packet(sip_message(call_id=f"ok{i}"), auth_key=b"s3cret") for i in range(4)]
+    broken = [b"\x00\x01", b"HEP3\x00\x05", b"NOT HEP AT ALL, JUST TEXT", b"HEP3\x00\x40" + b"\x00" * 10]
+    not_sip = hep_packet(b"this is not SIP", auth_key=b"s3cret")
+    _udp_send(h.port, [*broken, not_sip, *good])
+    await h.collect(5)
+    await h.shutdown()
+    await h.drain()
+    assert Counter(r.topic for r in h.records) == {"callscope.sip": 4, "callscope.deadletter": 1}
+    assert h.metric("callscope_events_dropped_total", {"component": "hep", "reason": "auth"}) == 4
+    assert h.metric("callscope_errors_total", {"component": "hep", "error": "short"}) == 1
+
+
+async def test_with_an_auth_key_a_garbage_tcp_stream_is_closed_and_dropped(hep_harness: Any) -> None:
+    h: Harness = await hep_harness(auth_key="s3cret")
+    good = hep_packet(sip_message(call_id="keyed"), auth_key=b"s3cret")
+    rest = await _tcp_send(h.port, [good + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"])
+    assert rest == b""  # the server closed the connection
+    await h.collect(1)
+    await _tcp_send(h.port, [hep_packet(sip_message(call_id="keyed-after"), auth_key=b"s3cret")])
+    await h.collect(2)
+    await h.shutdown()
+    await h.drain()
+    assert [r.topic for r in h.records] == ["callscope.sip", "callscope.sip"]
+    assert h.metric("callscope_hep_packets_total", {"transport": "tcp", "result": "bad_stream"}) == 1
+    assert h.metric("callscope_events_dropped_total", {"component": "hep", "reason": "auth"}) == 1
+
+
 async def test_malformed_packets_are_deadlettered_and_good_ones_all_land(hep_harness: Any) -> None:
     h: Harness = await hep_harness()
     good = [hep_packet(sip_message(call_id=f"g{i}@mix")) for i in range(40)]
