@@ -85,7 +85,8 @@ class DatasourceSpec:
 
 
 def default_dir() -> Path:
-    """``dashboards/grafana`` of the source tree this package runs from, else of the working directory."""
+    """``dashboards/grafana`` beside this package (the source tree's, or the one the wheel installs), else
+    of the working directory."""
     beside_package = Path(__file__).resolve().parent.parent / "dashboards" / "grafana"
     return beside_package if beside_package.is_dir() else Path("dashboards") / "grafana"
 
