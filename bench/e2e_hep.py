@@ -148,14 +148,7 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
                 "call_legs_rows_per_call": round(leg_rows / max(1, -(-n // len(hep_traffic.CALL))), 2),
             }
         finally:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            hep_traffic.stop_process(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

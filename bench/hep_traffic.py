@@ -1,4 +1,5 @@
-"""HEP traffic for the end-to-end benchmarks: distinct HEP3/SIP packets, a paced sender, peak RSS.
+"""HEP traffic for the end-to-end benchmarks: distinct HEP3/SIP packets, a paced sender, peak RSS,
+and stopping the ``callscope run`` processes they measure.
 
 ``bench/e2e_hep.py`` (embedded) and ``bench/e2e_hep_kafka.py`` (collector and processor
 roles on a real broker) send the same packets the same way, so their figures compare.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,17 @@ def peak_rss_mb(pid: int) -> float:
         return float("nan")
     match = re.search(r"VmHWM:\s+(\d+) kB", text)
     return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def stop_process(proc: subprocess.Popen[str], timeout_secs: float = 60.0) -> None:
+    """Stop ``proc`` as an operator would (SIGTERM: it drains and exits), killed if it has not within
+    ``timeout_secs``; its stdout pipe closed."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_secs)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

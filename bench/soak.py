@@ -38,7 +38,6 @@ import multiprocessing as mp
 import os
 import re
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -343,6 +342,7 @@ def run(minutes: float, rate: float, interval: float, *, seed: int = 7, log: Any
     import httpx
 
     from bench.e2e_hep import _start
+    from bench.hep_traffic import stop_process
 
     say = log or (lambda _msg: None)
     secs = minutes * 60
@@ -393,14 +393,7 @@ def run(minutes: float, rate: float, interval: float, *, seed: int = 7, log: Any
             stored = {k: int(stats["tables"].get(k, {}).get("events", 0)) for k in TABLES}
             final = sample(time.monotonic() - started, proc.pid, url, token, sent_counts[:])
         finally:
-            proc.terminate()
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc)
     return {"samples": samples, "after_drain": final, "sent": sent, "stored": stored}
 
 
