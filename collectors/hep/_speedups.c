@@ -2229,6 +2229,7 @@ sip_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(column);
         return NULL;
     }
+    PyTuple_SET_ITEM(row, 6, column); /* first: released with the row on any failure below */
     int is_request = PyObject_IsTrue(SLOT(body, body_offsets[B_IS_REQUEST]));
     PyObject *b;
 #define SET(i, value)                                                                                                 \
@@ -2245,7 +2246,6 @@ sip_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     SET(3, PyLong_FromLongLong(ts));
     SET(4, PyLong_FromLongLong(received));
     KEEP(5, SLOT(env, env_offsets[E_KEY]));
-    PyTuple_SET_ITEM(row, 6, column);
     b = body;
     SET(7, or_else(SLOT(b, body_offsets[B_CALL_ID]), row_empty));
     if (is_request < 0)
