@@ -38,7 +38,8 @@ def route(topic: str, value: bytes, envelopes: EnvelopeCache = SHARED, record: R
     """Turn one record into the row of its raw table, or say why it cannot be stored.
 
     ``envelopes``: where the record's envelope is decoded (shared with the other processors);
-    ``record``: the record of ``value``, if there is one (see :meth:`EnvelopeCache.decode`).
+    ``record``: the record of ``value`` when its envelope may ride on it (``Consumer.carries_envelopes``,
+    :meth:`EnvelopeCache.decode`), else None.
     """
     if topic == DEADLETTER:
         return _deadletter(value)
