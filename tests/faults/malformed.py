@@ -5,9 +5,10 @@ of its own. :data:`KINDS` says, per kind, the reason the collector classifies it
 (``collectors.hep.packet.REASONS`` for HEP, ``collectors.hep.sip.REASONS`` for SIP, plus
 ``auth`` and ``unsupported_type``), whether it is dead-lettered or only counted as dropped
 (a wrong or missing auth key: ``callscope_events_dropped_total{reason="auth"}``, by design of
-``collectors.hep.auth_key``), and whether it can travel inside a TCP stream (only packets whose
-HEP3 framing is intact can: the collector closes a stream that does not start a frame with
-``HEP3`` or declares a length below 6).
+``collectors.hep.auth_key``), whether its HEP decodes (else, with an auth key configured, no key
+can be read from it: it is dropped as ``auth`` too, its reason counted in ``callscope_errors_total``),
+and whether it can travel inside a TCP stream (only packets whose HEP3 framing is intact can: the
+collector closes a stream that does not start a frame with ``HEP3`` or declares a length below 6).
 """
 
 from __future__ import annotations
@@ -25,18 +26,19 @@ class Kind:
     reason: str
     deadlettered: bool  # False: counted as dropped, not stored
     framed: bool  # intact HEP3 framing: may go inside a TCP stream
+    hep_decodes: bool = True  # False: the HEP decoder refuses it (no auth key can be read from it)
 
 
 KINDS: dict[str, Kind] = {
-    "short_datagram": Kind("short", True, False),
-    "truncated_hep": Kind("chunk", True, False),  # cut inside the payload chunk
-    "declared_length_below_header": Kind("length", True, False),
-    "wrong_magic": Kind("magic", True, False),
-    "wrong_version": Kind("magic", True, False),
-    "hep2_bad_family": Kind("family", True, False),
-    "chunk_length_past_end": Kind("chunk", True, True),
-    "zero_length_chunk": Kind("chunk", True, True),
-    "bad_zlib": Kind("zlib", True, True),
+    "short_datagram": Kind("short", True, False, False),
+    "truncated_hep": Kind("chunk", True, False, False),  # cut inside the payload chunk
+    "declared_length_below_header": Kind("length", True, False, False),
+    "wrong_magic": Kind("magic", True, False, False),
+    "wrong_version": Kind("magic", True, False, False),
+    "hep2_bad_family": Kind("family", True, False, False),
+    "chunk_length_past_end": Kind("chunk", True, True, False),
+    "zero_length_chunk": Kind("chunk", True, True, False),
+    "bad_zlib": Kind("zlib", True, True, False),
     "wrong_auth_key": Kind("auth", False, True),
     "missing_auth_key": Kind("auth", False, True),
     "unsupported_payload_type": Kind("unsupported_type", True, True),
@@ -45,7 +47,7 @@ KINDS: dict[str, Kind] = {
     "sip_content_length_over_2_32": Kind("content_length", True, True),
     "sip_oversized_header": Kind("oversized", True, True),
     "sip_broken_header_line": Kind("header", True, True),
-    "non_hep_garbage": Kind("magic", True, False),
+    "non_hep_garbage": Kind("magic", True, False, False),
 }
 
 
@@ -170,11 +172,23 @@ def garbage_stream(seq: int) -> bytes:
     return b"GET / HTTP/1.1\r\nX-Seq: " + str(seq).encode() + b"\r\n\r\n" + rng.randbytes(2000)
 
 
-def expected(bads: list[Bad], garbage_streams: int) -> tuple[Counter[str], Counter[str]]:
-    """(dead letters by reason, drops by reason) the collector owes for ``bads`` and the garbage streams."""
+def expected(
+    bads: list[Bad], garbage_streams: int, *, auth_key: bool
+) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """(dead letters by reason, drops by reason, decode errors of dropped packets by reason) the collector
+    owes for ``bads`` and the garbage streams, with or without an auth key configured."""
     dead: Counter[str] = Counter()
     dropped: Counter[str] = Counter()
+    unread: Counter[str] = Counter()
     for bad in bads:
-        (dead if bad.expect.deadlettered else dropped)[bad.expect.reason] += 1
-    dead["magic"] += garbage_streams
-    return dead, dropped
+        kind = bad.expect
+        if auth_key and not kind.hep_decodes:  # unauthenticated: counted, not stored
+            dropped["auth"] += 1
+            unread[kind.reason] += 1
+        else:
+            (dead if kind.deadlettered else dropped)[kind.reason] += 1
+    if auth_key:
+        dropped["auth"] += garbage_streams
+    else:
+        dead["magic"] += garbage_streams
+    return dead, dropped, unread

@@ -8,9 +8,12 @@ ones whose framing is intact, a few TCP connections that do not speak HEP3 at al
 that end inside a packet after some whole ones.
 
 The proof: sip_messages, rtcp and logs hold every good packet exactly once; the deadletters
-table holds every dead-lettered packet once, and its count per reason equals what was injected
-per reason, as does ``callscope_deadletters_total``; wrong and missing auth keys are counted as
-dropped (``reason="auth"``), as ``collectors.hep.auth_key`` documents, and stored nowhere;
+table holds every dead-lettered packet once (authenticated packets whose payload does not
+decode), and its count per reason equals what was injected per reason, as does
+``callscope_deadletters_total``; wrong and missing auth keys, packets the HEP decoder refuses
+(no key can be read from them) and the streams that are not HEP3 are counted as dropped
+(``reason="auth"``, the decode errors in ``callscope_errors_total``), as
+``collectors.hep.auth_key`` documents, and stored nowhere;
 the kernel dropped nothing and the collector's queue overflowed never; /healthz answered
 throughout.
 """
@@ -41,7 +44,7 @@ pytestmark = pytest.mark.slow
 AUTH_KEY = "flood-test-key-7"
 CALLS = 1600  # ~25k good packets
 BAD_PER_KIND = 40  # 18 kinds: 720 bad packets
-GARBAGE_STREAMS = 5  # TCP connections that do not speak HEP3: dead-lettered (their head) and closed
+GARBAGE_STREAMS = 5  # TCP connections that do not speak HEP3: closed, counted (with the auth key: not stored)
 CUT_STREAMS = 5  # TCP connections that end inside a packet, after a few whole ones
 TCP_SHARE = 0.2  # of the good packets, sent in the TCP stream
 REPO = Path(__file__).resolve().parents[2]
@@ -61,7 +64,7 @@ async def test_flood_with_malformed_packets_keeps_every_good_one_and_counts_ever
     good = _with_key(traffic.packets, key)
     assert len(set(good)) == len(good)
     bads = bad_packets(BAD_PER_KIND, key)
-    dead_want, dropped_want = expected(bads, GARBAGE_STREAMS)
+    dead_want, dropped_want, unread_want = expected(bads, GARBAGE_STREAMS, auth_key=True)
 
     # Split and mix: a share of the good packets and the framed bad ones (every other) over TCP,
     # everything else over UDP, bad packets at random places among the good ones; then TCP
@@ -77,7 +80,9 @@ async def test_flood_with_malformed_packets_keeps_every_good_one_and_counts_ever
         whole = [tcp.pop() for _ in range(3)]
         streams.append(b"".join(whole) + make("truncated_hep", 1_000_000 + i, key))
         in_streams += len(whole) + 1
-    dead_want["chunk"] += CUT_STREAMS  # the decoder's reason for a packet cut inside its payload chunk
+    # A packet cut inside its payload chunk: the decoder refuses it ("chunk"), no key can be read.
+    dropped_want["auth"] += CUT_STREAMS
+    unread_want["chunk"] += CUT_STREAMS
     for i, bad in enumerate(bads):
         target = tcp if bad.expect.framed and i % 2 else udp
         target.insert(rng.randrange(len(target) + 1), bad.data)
@@ -127,7 +132,10 @@ async def test_flood_with_malformed_packets_keeps_every_good_one_and_counts_ever
         assert env.by_label("callscope_events_dropped_total", "reason", component="hep") == dropped_want
         assert env.metric("callscope_hep_packets_total", transport="tcp", result="bad_stream") == GARBAGE_STREAMS
         invalid = sum(env.metric("callscope_hep_packets_total", transport=t, result="invalid") for t in ("udp", "tcp"))
-        assert invalid == sum(dead_want.values()) - GARBAGE_STREAMS
+        assert invalid == sum(dead_want.values())
+        errors = env.by_label("callscope_errors_total", "error", component="hep")
+        want_errors = unread_want + dead_want  # the dropped ones' decode errors, and the dead letters'
+        assert {r: errors.get(r, 0.0) for r in want_errors} == want_errors
         flood_ids = store.query("SELECT count() AS n FROM sip_messages WHERE call_id LIKE 'flood-%'")
         assert flood_ids[0]["n"] == 0  # no bad or unauthenticated SIP slipped into the events
 
