@@ -1,4 +1,4 @@
-"""The processors alone: SIP envelopes of complete calls put on the in-process bus, until stored.
+"""The processors alone: SIP envelopes of complete calls put on their bus, until stored.
 
     .venv/bin/python bench/processors_sip.py [--messages 100000] [--runs 3] [--rate 0] [--kafka]
 
@@ -126,8 +126,9 @@ async def _run(n: int, rate: float, bootstrap: str | None) -> dict[str, Any]:
         await runtime.ready.wait()
         sender = None
         if bootstrap:  # another process puts the records on the broker, faster than they are processed
-            started = mp.Event()
-            sender = mp.Process(target=_producer_process, args=(bootstrap, n, started), daemon=True)
+            ctx = mp.get_context("spawn")  # as the other benches: no fork of a process running chDB's threads
+            started = ctx.Event()
+            sender = ctx.Process(target=_producer_process, args=(bootstrap, n, started), daemon=True)
             sender.start()
             await asyncio.to_thread(started.wait)
         cpu0, wall0, loop0 = _cpu(), time.monotonic(), time.thread_time()
