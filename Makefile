@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# The HEP collector's C accelerator: the install builds it; this rebuilds it when its source changed.
+# The C accelerators (HEP collector, store rows into Arrow): the install builds them; this rebuilds them when a source changed.
 SPEEDUPS := $(VENV)/.speedups-stamp
-$(SPEEDUPS): collectors/hep/_speedups.c hatch_build.py $(STAMP)
+$(SPEEDUPS): collectors/hep/_speedups.c callscope/store/_arrow.c hatch_build.py $(STAMP)
 	$(BIN)/python hatch_build.py
 	@touch $@
 

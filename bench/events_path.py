@@ -13,17 +13,17 @@ a figure is the median of the runs (the minimum beside it). The stages:
   the first processor that reads a record);
 - ``row``: validated envelope -> row tuple of ``sip_messages`` (``schemas.tables.row_for``);
 - ``route``: the whole of ``processors.events.route.route`` (cache, decode, topic check, row);
-- ``arrow``: rows -> pyarrow table in ``--batch-rows`` batches (``callscope.store.client._to_arrow``),
+- ``arrow``: rows -> pyarrow table in ``--batch-rows`` batches (``callscope.store.arrow.to_arrow``),
   per row, with the column types of the migrated table in a fresh embedded engine;
 - ``insert`` (with ``--insert``): the engine's insert of those tables (current code only; the
   process's CPU time, engine threads included).
 
 "Previous" is the code before the events path was reworked, kept below as ``_previous_*``: the
 TypeAdapter's ``validate_json``, the body column from ``model_dump_json``, the SIP columns read as
-attributes, ``micros`` per timestamp, a frozen dataclass per row. ``_to_arrow`` is unchanged (a
-column-wise conversion and int64 timestamps viewed as timestamps measured no faster), so its two
-figures are the same code twice: a gauge of the run's noise. The run checks that both give the
-same rows and the same Arrow tables before it times anything.
+attributes, ``micros`` per timestamp, a frozen dataclass per row; for ``arrow``, pyarrow's own
+conversion of the row tuples (``to_arrow`` writes them into Arrow buffers in C when its extension is
+built, ``callscope.store.arrow.PATH``). The run checks that both give the same rows and the same
+Arrow tables before it times anything.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from pydantic import TypeAdapter
 from callscope.bus import envelopes
 from callscope.bus.envelopes import EnvelopeCache
 from callscope.settings import StoreConfig, TopologyConfig
-from callscope.store.client import Store, _to_arrow
+from callscope.store.arrow import to_arrow
+from callscope.store.client import Store
 from callscope.store.migrations import apply_migrations
 from collectors.hep.config import HepConfig
 from collectors.hep.decode import decode as decode_hep
@@ -203,7 +204,7 @@ def _time_stages(
         (
             "arrow",
             lambda: _each(lambda b: _previous_to_arrow(schema, b), batches),
-            lambda: _each(lambda b: _to_arrow(schema, b, False), batches),
+            lambda: _each(lambda b: to_arrow(schema, b, False), batches),
             rows,
         ),
     ]
@@ -248,8 +249,8 @@ def run(
             if schema is None:
                 raise RuntimeError(f"no Arrow schema for {TABLE}")
             for batch in batches:
-                if not _previous_to_arrow(schema, batch).equals(_to_arrow(schema, batch, False)):
-                    raise RuntimeError("the current _to_arrow differs from the previous one")
+                if not _previous_to_arrow(schema, batch).equals(to_arrow(schema, batch, False)):
+                    raise RuntimeError("the current to_arrow differs from the previous one")
 
             gc.collect()
             gc.freeze()  # the prepared inputs are not garbage to rescan on every collection
@@ -265,7 +266,7 @@ def run(
             if insert:
                 settings = {**store._insert_settings}
                 for run_no in range(runs):
-                    tables = [_to_arrow(schema, b, False) for b in batches]
+                    tables = [to_arrow(schema, b, False) for b in batches]
                     started = time.process_time()
                     for i, table in enumerate(tables):
                         token = f"bench-{run_no}-{i}"

@@ -74,6 +74,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
 from callscope.settings import StoreConfig
+from callscope.store.arrow import to_arrow
 from callscope.store.lock import DirLock
 from callscope.telemetry import get_logger
 from schemas.errors import ConfigError, StartupError, StoreError
@@ -251,7 +252,7 @@ class Store:
             types = self._wire_types.get(table) or self._load_wire_types(table)
             if dedup_token and self.fast_insert and self._engine is not None:
                 schema = self._arrow_schema(table, names, types)
-                arrow_table = _to_arrow(schema, rows, column_oriented) if schema is not None else None
+                arrow_table = to_arrow(schema, rows, column_oriented) if schema is not None else None
                 if arrow_table is not None:
                     return self._insert_arrow(table, names, arrow_table, settings)
             summary = self._client.insert(
@@ -372,20 +373,6 @@ def _setting_literal(value: Any) -> str:
     if isinstance(value, int | float):
         return str(value)
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _to_arrow(schema: Any, rows: Sequence[Sequence[Any]], column_oriented: bool) -> Any | None:
-    """``rows`` (or columns) as a pyarrow table of ``schema``; None when pyarrow refuses a value."""
-    import pyarrow as pa
-
-    try:
-        if column_oriented:
-            arrays = [pa.array(column, field.type) for column, field in zip(rows, schema, strict=True)]
-            return pa.Table.from_arrays(arrays, schema=schema)
-        structs = pa.array(rows, pa.struct(list(schema)))
-        return pa.Table.from_struct_array(structs)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        return None
 
 
 def _message(exc: BaseException) -> str:
