@@ -44,7 +44,7 @@ Rows are built lazily. :meth:`LegCorrelator.touch` applies a message and marks i
 changed; :meth:`LegCorrelator.rows` builds one row per changed leg (its newest content).
 A shell calls ``rows()`` when it writes, so a call whose messages arrive between two
 writes costs one row version instead of one per message (building a row, with its
-fingerprint and checkpoint, is most of what a message costs). :meth:`feed` is
+content hash and checkpoint, is most of what a message costs). :meth:`feed` is
 ``touch`` followed by ``rows``: the eager form, one message in, its rows out.
 
 Timeouts are kept in a heap of deadlines (one live entry per leg, moved when a
@@ -54,7 +54,6 @@ not at every leg held.
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,7 +77,6 @@ _DATETIMES_MAX = 8  # datetimes a leg keeps for its next row versions
 _SECONDS_MAX = 65_536  # entries of LegCorrelator._seconds (one per second of traffic) before it starts afresh
 
 
-_blake2b = hashlib.blake2b
 _dumps = orjson.dumps
 _new_row = tuple.__new__
 
@@ -216,7 +214,6 @@ class _Leg:
     reinvites: int = 0
     links: list[str] = field(default_factory=list)
     version: int = 0
-    fingerprint: str = ""
 
     def __post_init__(self) -> None:
         # Private attributes (leading underscore) are not fields: orjson leaves them out of the
@@ -227,6 +224,8 @@ class _Leg:
         self._datetimes: dict[int, datetime] = {}
         # The due time of its live entry in LegCorrelator._deadlines (None: not scheduled).
         self._due: int | None = None
+        # hash() of its last row's content (None: no row yet); per process, recomputed by restore().
+        self._content: int | None = None
 
     @property
     def leg_id(self) -> str:
@@ -245,7 +244,7 @@ class _Leg:
         attrs["call_id"], attrs["from_tag"], attrs["first_ts"], attrs["last_ts"] = call_id, from_tag, ts, ts
         attrs["codecs"], attrs["nodes"], attrs["correlation_ids"] = [], [], []
         attrs["messages"], attrs["seen_ids"], attrs["links"] = {}, [], []
-        attrs["_id"], attrs["_datetimes"], attrs["_due"] = f"{call_id}:{from_tag}", {}, None
+        attrs["_id"], attrs["_datetimes"], attrs["_due"], attrs["_content"] = f"{call_id}:{from_tag}", {}, None, None
         leg.__dict__ = attrs
         return leg
 
@@ -307,9 +306,16 @@ class LegCorrelator:
         return len(self._dirty)
 
     def restore(self, checkpoint: str) -> str:
-        """Take back a leg from a row's ``checkpoint``; returns its leg_id. Replaces a leg already held."""
+        """Take back a leg from a row's ``checkpoint``; returns its leg_id. Replaces a leg already held.
+
+        The checkpoint is the content of the leg's last row, so a message that changes nothing
+        writes no new version after a restart either.
+        """
         data = orjson.loads(checkpoint)
+        data.pop("fingerprint", None)  # written by versions before 2026-11-26; recomputed below
         leg = _Leg(**data)
+        if leg.invite_ts is not None:
+            leg._content = hash(tuple(self._fields(leg)))
         self._legs.setdefault(leg.call_id, {})[leg.from_tag] = leg
         self._dirty.pop(leg.leg_id, None)
         self._schedule(leg)
@@ -564,9 +570,37 @@ class LegCorrelator:
 
     def _row(self, leg: _Leg) -> LegRow | None:
         """A new row version if the leg's content changed since the last row (None for pending legs)."""
-        started = leg.invite_ts
-        if started is None:
+        if leg.invite_ts is None:
             return None
+        fields = self._fields(leg)
+        # The content's hash, not the content: an int per leg held. A hash of the same values is the
+        # same within a process (str hashes are salted per process: restore() recomputes it).
+        content = hash(tuple(fields))
+        if content == leg._content:
+            return None
+        leg._content = content
+        datetimes = leg._datetimes
+        updated = leg.closed_at()
+        leg.version = version = max(leg.version + 1, updated)
+        updated_at = datetimes.get(updated)
+        if updated_at is None:
+            updated_at = datetimes[updated] = from_micros(updated)
+        if len(datetimes) > _DATETIMES_MAX:  # a long dialog (re-INVITEs, timeouts ...): keep the newest
+            for us in list(datetimes)[:-_DATETIMES_MAX]:
+                del datetimes[us]
+        leg_id = leg._id
+        fields[:0] = (f"{leg_id}@{version}", leg.call_id, leg_id, leg.from_tag)
+        # orjson serialises the dataclass itself, field by field, as asdict() would (without its
+        # deep copies, and without the private attributes).
+        fields += (version, updated_at, _dumps(leg).decode())
+        # tuple.__new__, not LegRow(...): the same tuple without the generated __new__'s frame.
+        return _new_row(LegRow, fields)
+
+    @staticmethod
+    def _fields(leg: _Leg) -> list[Any]:
+        """The row's columns between ``from_tag`` and ``version``: its content (the leg has an INVITE)."""
+        started = leg.invite_ts
+        assert started is not None
         state = leg.state()
         answered = leg.answered_ts
         fin: int | None = answered if answered is not None else leg.final_ts
@@ -608,10 +642,10 @@ class LegCorrelator:
             ended_dt = datetimes.get(ended_at)
             if ended_dt is None:
                 ended_dt = datetimes[ended_at] = from_micros(ended_at)
-        # The row's columns between leg_id and version, built once: they are both the
-        # change fingerprint and the row (call_id, leg_id, from_tag never change for a leg).
-        # A list: its JSON is the tuple's, and it becomes the row without another copy.
-        fields = [
+        # The row's columns between from_tag and version, built once: they are both the content
+        # compared and the row (call_id, leg_id, from_tag never change for a leg). A list: it
+        # becomes the row without another copy.
+        return [
             to_tag,
             leg.caller,
             leg.callee,
@@ -642,26 +676,6 @@ class LegCorrelator:
             leg.retransmissions,
             leg.reinvites,
         ]
-        # orjson, not repr(): about 7x cheaper (datetimes above all), deterministic across processes.
-        fingerprint = _blake2b(_dumps(fields), digest_size=12).hexdigest()
-        if fingerprint == leg.fingerprint:
-            return None
-        leg.fingerprint = fingerprint
-        updated = leg.closed_at()
-        leg.version = version = max(leg.version + 1, updated)
-        updated_at = datetimes.get(updated)
-        if updated_at is None:
-            updated_at = datetimes[updated] = from_micros(updated)
-        if len(datetimes) > _DATETIMES_MAX:  # a long dialog (re-INVITEs, timeouts ...): keep the newest
-            for us in list(datetimes)[:-_DATETIMES_MAX]:
-                del datetimes[us]
-        leg_id = leg._id
-        fields[:0] = (f"{leg_id}@{version}", leg.call_id, leg_id, leg.from_tag)
-        # orjson serialises the dataclass itself, field by field, as asdict() would (without its
-        # deep copies, and without the private attributes).
-        fields += (version, updated_at, _dumps(leg).decode())
-        # tuple.__new__, not LegRow(...): the same tuple without the generated __new__'s frame.
-        return _new_row(LegRow, fields)
 
     # -- time ---------------------------------------------------------------------------------
 

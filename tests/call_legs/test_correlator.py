@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from processors.call_legs.config import CallLegsConfig
@@ -393,6 +394,42 @@ def test_checkpoint_restores_a_leg_midcall() -> None:
     )
     assert last(rest).golden() == base()
     assert last(rest).version > last(out).version
+
+
+def relayed(msg: SipEnvelope, src: tuple[str, int], dst: tuple[str, int]) -> SipEnvelope:
+    """A copy of ``msg`` on another hop of the same node (a proxy's other side): it changes no row field."""
+    b = msg.body
+    hop = {
+        "src": b.src.model_copy(update={"ip": src[0], "port": src[1]}),
+        "dst": b.dst.model_copy(update={"ip": dst[0], "port": dst[1]}),
+    }
+    body = b.model_copy(update=hop)
+    return msg.model_copy(update={"id": f"{msg.id}-relayed", "body": body})
+
+
+def test_a_message_that_changes_nothing_writes_no_version_before_or_after_a_restore() -> None:
+    msgs = answered_setup()
+    c, out = feed_all(msgs)
+    copy = relayed(msgs[0], PROXY, CALLEE)
+    assert c.feed(copy) == []  # applied (a hop more), no row field changed
+    fresh = LegCorrelator()
+    fresh.restore(last(out).checkpoint)
+    assert fresh.feed(relayed(msgs[0], PROXY, CALLEE2)) == []  # the restored leg knows its row's content
+    bye = D.msg(62, "BYE", cseq=2, to_tag="tt-b", branch="z9hG4bK-bye")
+    assert last(fresh.feed(bye)).state == "completed"
+
+
+def test_checkpoints_of_earlier_versions_restore() -> None:
+    """Checkpoints written before 2026-11-26 carry the leg's content digest as ``fingerprint``."""
+    msgs = answered_setup()
+    _, out = feed_all(msgs)
+    data = orjson.loads(last(out).checkpoint)
+    assert "fingerprint" not in data
+    older = orjson.dumps({**data, "fingerprint": "0123456789abcdef01234567"}).decode()
+    fresh = LegCorrelator()
+    assert fresh.restore(older) == last(out).leg_id
+    assert fresh.feed(relayed(msgs[0], PROXY, CALLEE)) == []
+    assert feed_all(msgs, fresh)[1] == []  # re-fed after a crash: already applied
 
 
 def test_links_hep_correlation_id_header_and_session_id() -> None:
