@@ -12,7 +12,7 @@ when the last flush returned, i.e. the engine acknowledged every row. Prints
 rows per second as the median of the runs with their spread. Each run writes into a fresh database of one
 fresh data directory (chDB allows one directory per process).
 
-The store inserts through its chDB fast path (pyarrow, see :mod:`callscope.store.client`);
+The store inserts through its chDB fast path (rows into Arrow buffers, see :mod:`callscope.store.arrow`);
 ``--compare`` also times clickhouse-connect's path (``Store.fast_insert = False``) in
 the same process, run for run alternately, and prints both (the machine's load
 varies: only a same-run comparison means much).
