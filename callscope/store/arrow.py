@@ -52,7 +52,7 @@ def _scalar_spec(t: Any) -> tuple[int, int, int, int] | None:
         return (_INT, t.bit_width // 8, int(pa.types.is_signed_integer(t)), 0)
     if t == pa.float64():
         return (_FLOAT64, 8, 1, 0)
-    if pa.types.is_timestamp(t) and t.unit in _SCALE:
+    if pa.types.is_timestamp(t) and t.tz == "UTC" and t.unit in _SCALE:  # the store's timestamps are UTC
         return (_TIMESTAMP, 8, 1, _SCALE[t.unit])
     return None
 

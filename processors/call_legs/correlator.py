@@ -308,7 +308,7 @@ class LegCorrelator:
     def restore(self, checkpoint: str) -> str:
         """Take back a leg from a row's ``checkpoint``; returns its leg_id. Replaces a leg already held.
 
-        The checkpoint is the content of the leg's last row, so a message that changes nothing
+        The content of the last row is recomputed from the restored state, so a message that changes nothing
         writes no new version after a restart either.
         """
         data = orjson.loads(checkpoint)
