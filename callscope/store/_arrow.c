@@ -14,7 +14,7 @@
  *   kind 0 binary    str (UTF-8) or bytes
  *   kind 1 bool      True or False
  *   kind 2 integer   int that fits ``width`` bytes, ``signed`` or not
- *   kind 3 float64   float, or int
+ *   kind 3 float64   float, or int of at most 2**53 in magnitude (pyarrow refuses the others)
  *   kind 4 timestamp int ticks of the column's unit (width 8); a datetime when
  *                    ``datetime_scale`` (ticks per microsecond) is not 0, naive or in
  *                    datetime.timezone.utc (naive is UTC, as pyarrow reads it)
@@ -208,11 +208,16 @@ append_value(Column *c, PyObject *v)
         if (PyFloat_CheckExact(v)) {
             x = PyFloat_AS_DOUBLE(v);
         } else if (PyLong_CheckExact(v)) {
-            x = PyLong_AsDouble(v);
-            if (x == -1.0 && PyErr_Occurred()) {
+            /* pyarrow takes an int only where a double holds it exactly: |x| <= 2**53 */
+            int overflow = 0;
+            long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (overflow || (n == -1 && PyErr_Occurred())) {
                 PyErr_Clear();
                 return UNSUPPORTED;
             }
+            if (n > (1LL << 53) || n < -(1LL << 53))
+                return UNSUPPORTED;
+            x = (double)n;
         } else {
             return UNSUPPORTED;
         }
@@ -432,25 +437,6 @@ fail:
     return NULL;
 }
 
-/* After the first row: room for ``nrows`` rows like it (the values' buffers grow by doubling otherwise,
- * each step a copy of what they hold and fresh pages to fault in). */
-static int
-presize(Spec *sp, Py_ssize_t ncols, Py_ssize_t nrows)
-{
-    for (Py_ssize_t j = 0; j < ncols; j++) {
-        Spec *s = &sp[j];
-        Column *c = s->is_list ? &s->child : &s->top;
-        if (s->is_list && buf_reserve(&s->top.offsets, nrows * 4) < 0)
-            return -1;
-        if (c->kind == K_BINARY && buf_reserve(&c->offsets, (s->is_list ? c->length : 1) * nrows * 4 + 4) < 0)
-            return -1;
-        Py_ssize_t first = c->data.len;
-        if (first > 0 && first < PY_SSIZE_T_MAX / 2 / nrows && buf_reserve(&c->data, first + first * nrows / 4 * 5) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -510,8 +496,6 @@ columns(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             PyObject **items = PySequence_Fast_ITEMS(row);
             for (Py_ssize_t j = 0; j < ncols && r == 0; j++)
                 r = append(&sp[j], items[j]);
-            if (i == 0 && r == 0 && nrows > 1)
-                r = presize(sp, ncols, nrows);
         }
     }
     if (r == UNSUPPORTED) {

@@ -181,6 +181,8 @@ def unsupported(t: Any) -> st.SearchStrategy[Any]:
     if t in INTS:
         lo, hi = INTS[t]
         return common | st.sampled_from([lo - 1, hi + 1, True, 2**70, -(2**70)])
+    if t == pa.float64():
+        return common | st.sampled_from([2**53 + 1, -(2**53) - 1, 2**70, True])
     if pa.types.is_timestamp(t):
         zones = [timezone(timedelta(hours=2)), zoneinfo.ZoneInfo("Europe/Paris"), zoneinfo.ZoneInfo("UTC")]
         zoned = st.builds(lambda d, z: d.replace(tzinfo=z), naive, st.sampled_from(zones))
@@ -264,6 +266,7 @@ def test_edge_values() -> None:
         ([("a", -1)], "negative into unsigned"),
         ([("a", True)], "a bool into an int"),
         ([(1, 1)], "an int into binary"),
+        ([("a", 1.0)], "a float into an int"),
     ],
 )
 def test_refused_rows_go_to_pyarrow(rows: list[Any], why: str) -> None:
@@ -286,6 +289,10 @@ def test_types_the_converter_does_not_write() -> None:
     others = (pa.timestamp("us"), pa.timestamp("us", tz="Europe/Paris"))  # the store's timestamps are UTC
     for t in (pa.float32(), pa.string(), pa.date32(), pa.list_(pa.list_(pa.binary())), *others):
         assert specs_for(pa.schema([pa.field("c", t)])) is None
+    floats = pa.schema([pa.field("f", pa.float64())])
+    assert same(floats, [(2**53,), (-(2**53),), (0.5,)]) is not None
+    assert native_takes(floats, [(2**53,), (-(2**53),)])
+    assert same(floats, [(2**53 + 1,)]) is None  # a double does not hold it: pyarrow refuses, so does the converter
     schema = pa.schema([pa.field("f", pa.float32())])
     assert same(schema, [(1.5,)]) is not None
 
