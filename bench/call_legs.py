@@ -81,16 +81,17 @@ def _values(module: ModuleType, outputs: Sequence[Any]) -> list[tuple[str, str, 
 
 
 def _comparable(rows: list[tuple[str, str, tuple[Any, ...]]]) -> list[tuple[str, str, tuple[Any, ...]]]:
-    """Rows with each ``call_legs`` checkpoint parsed, without the ``fingerprint`` key revisions
-    before 2026-11-26 wrote (the leg's content hash is no longer in it)."""
+    """Rows as plain tuples, arrays as tuples (revisions before 2026-11-26 gave lists), each ``call_legs``
+    checkpoint parsed, without the ``fingerprint`` key those revisions wrote."""
     out = []
     for table, key, values in rows:
+        plain = tuple(tuple(v) if isinstance(v, list) else v for v in values)
         if table != "call_legs":
-            out.append((table, key, values))
+            out.append((table, key, plain))
             continue
-        checkpoint = orjson.loads(values[-1])
+        checkpoint = orjson.loads(plain[-1])
         checkpoint.pop("fingerprint", None)
-        out.append((table, key, (*values[:-1], checkpoint)))
+        out.append((table, key, (*plain[:-1], checkpoint)))
     return out
 
 

@@ -130,11 +130,9 @@ class LegRow(NamedTuple):
     checkpoint: str
 
     def values(self) -> tuple[Any, ...]:
-        """Values in column order, ready for :class:`callscope.store.sink.BatchSink` (tuples as lists)."""
-        out: list[Any] = list(self)
-        for i in _LEG_ROW_TUPLES:
-            out[i] = list(out[i])
-        return tuple(out)
+        """Values in column order, ready for :class:`callscope.store.sink.BatchSink`: the row itself (its
+        arrays are tuples, which the store's converter and clickhouse-connect both take)."""
+        return self
 
     def golden(self) -> dict[str, Any]:
         """The row's content without version bookkeeping (for tests and comparisons)."""
@@ -142,10 +140,6 @@ class LegRow(NamedTuple):
         for name in ("id", "version", "checkpoint"):
             data.pop(name)
         return data
-
-
-# The tuple-typed columns (arrays in the table); the other fields never hold a tuple.
-_LEG_ROW_TUPLES = tuple(LegRow._fields.index(name) for name in ("nodes", "codecs", "correlation_ids"))
 
 
 @dataclass(frozen=True, slots=True)

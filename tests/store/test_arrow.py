@@ -320,3 +320,19 @@ def test_buffers_outlive_the_rows() -> None:
     assert table is not None
     assert table.column("s").to_pylist()[999] == b"value-999" * 3
     assert table.column("l").to_pylist()[5] == [b"a5", b"b5"]
+
+
+def test_leg_rows_go_through_clickhouse_connect_too(migrated_store: Store, envelopes: list[Any]) -> None:
+    """``LegRow.values()`` is the named tuple itself, arrays as tuples: the path without Arrow takes it as well."""
+    correlator = LegCorrelator()
+    for env in envelopes[:350]:
+        correlator.touch(env)
+    legs = correlator.rows()
+    rows = [values for _, _, values in leg_rows(legs)]
+    migrated_store.fast_insert = False
+    assert migrated_store.insert("call_legs", rows, list(COLUMNS["call_legs"]), dedup_token="cc") == len(rows)
+    got = {r["id"]: r for r in migrated_store.query("SELECT id, nodes, codecs, started_at FROM call_legs")}
+    assert {leg.id: (tuple(got[leg.id]["nodes"]), tuple(got[leg.id]["codecs"])) for leg in legs} == {
+        leg.id: (leg.nodes, leg.codecs) for leg in legs
+    }
+    assert all(got[leg.id]["started_at"] == leg.started_at for leg in legs)
