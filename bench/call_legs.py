@@ -89,7 +89,7 @@ def _comparable(rows: list[tuple[str, str, tuple[Any, ...]]]) -> list[tuple[str,
         if table != "call_legs":
             out.append((table, key, plain))
             continue
-        checkpoint = orjson.loads(plain[-1])
+        checkpoint = orjson.loads(values[-1])
         checkpoint.pop("fingerprint", None)
         out.append((table, key, (*plain[:-1], checkpoint)))
     return out
