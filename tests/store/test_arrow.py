@@ -107,12 +107,17 @@ def test_call_legs_rows(migrated_store: Store, envelopes: list[Any]) -> None:
     same(schema, columns_of(rows), column_oriented=True)
 
 
-def test_inserted_through_the_converter_reads_back(migrated_store: Store, envelopes: list[Any]) -> None:
+def first_legs(envelopes: list[Any], messages: int) -> tuple[list[Any], list[tuple[Any, ...]]]:
+    """The leg rows of the first ``messages`` envelopes, and their values as the call_legs processor writes them."""
     correlator = LegCorrelator()
-    for env in envelopes[:700]:
+    for env in envelopes[:messages]:
         correlator.touch(env)
     legs = correlator.rows()
-    rows = [values for _, _, values in leg_rows(legs)]
+    return legs, [values for _, _, values in leg_rows(legs)]
+
+
+def test_inserted_through_the_converter_reads_back(migrated_store: Store, envelopes: list[Any]) -> None:
+    legs, rows = first_legs(envelopes, 700)
     names = list(COLUMNS["call_legs"])
     assert native_takes(schema_of(migrated_store, "call_legs"), rows)
     assert migrated_store.insert("call_legs", rows, names, dedup_token="arrow-c") == len(rows)
@@ -324,11 +329,7 @@ def test_buffers_outlive_the_rows() -> None:
 
 def test_leg_rows_go_through_clickhouse_connect_too(migrated_store: Store, envelopes: list[Any]) -> None:
     """``LegRow.values()`` is the named tuple itself, arrays as tuples: the path without Arrow takes it as well."""
-    correlator = LegCorrelator()
-    for env in envelopes[:350]:
-        correlator.touch(env)
-    legs = correlator.rows()
-    rows = [values for _, _, values in leg_rows(legs)]
+    legs, rows = first_legs(envelopes, 350)
     migrated_store.fast_insert = False
     assert migrated_store.insert("call_legs", rows, list(COLUMNS["call_legs"]), dedup_token="cc") == len(rows)
     got = {r["id"]: r for r in migrated_store.query("SELECT id, nodes, codecs, started_at FROM call_legs")}
