@@ -23,6 +23,7 @@ import pytest
 from callscope.settings import StoreConfig
 from callscope.store.client import Store
 from callscope.store.migrations import apply_migrations
+from tests.ci import unavailable
 from tests.kafka.broker import KafkaBroker, KafkaBrokerError, KafkaToolMissing
 
 KAFKA_BOOTSTRAP_ENV = "CALLSCOPE_TEST_KAFKA_BOOTSTRAP"
@@ -38,9 +39,7 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         broker.start()
     except KafkaToolMissing as exc:
         broker.close()
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Kafka tests cannot run in CI: {exc}")
-        pytest.skip(f"Kafka tests skipped: {exc}")
+        unavailable(f"the Kafka tests cannot run: {exc}")
     except KafkaBrokerError as exc:
         broker.close()
         pytest.fail(f"Kafka broker did not start: {exc}")

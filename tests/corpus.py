@@ -7,10 +7,9 @@ test with the reason; under ``CI=true`` it fails, because CI always has the corp
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
+from tests.ci import unavailable
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
@@ -18,9 +17,7 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 def require(path: Path) -> Path:
     """``path`` (a file or folder of the corpus); skip, or fail under CI=true, when it is absent."""
     if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"corpus missing in CI: {path}")
-        pytest.skip(f"corpus not present at {CORPUS} (../shared/corpus beside the repository)")
+        unavailable(f"the corpus is missing: {path} (../shared/corpus beside the repository)")
     return path
 
 

@@ -27,6 +27,7 @@ from callscope.store.client import Store
 from callscope.telemetry import Telemetry
 from tests.api_calls.conftest import TOPOLOGY
 from tests.api_calls.scenario import A_LEG, DISTINCT_HOPS
+from tests.ci import unavailable
 
 pytestmark = pytest.mark.e2e
 
@@ -39,10 +40,7 @@ def chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    message = "chromium is not installed (apt-get install chromium; tests/system-deps.sh)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return unavailable("chromium is not installed (apt-get install chromium; tests/system-deps.sh)")
 
 
 class _Arrows(HTMLParser):

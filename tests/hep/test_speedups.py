@@ -33,6 +33,7 @@ from collectors.hep import events, sip, speedups
 from collectors.hep.decode import HepPacket, decode_pure
 from collectors.hep.pcap import PcapReader
 from schemas.errors import DecodeError
+from tests.ci import unavailable
 from tests.corpus import CORPUS, require
 from tests.hep import BYE, INVITE, OPTIONS, REGISTER, RINGING
 from tests.hep.differential import compare
@@ -46,9 +47,7 @@ def _native() -> None:
     if speedups.native is None:
         forced = os.environ.get(speedups.PURE_ENV, "") not in ("", "0")
         reason = f"{speedups.PURE_ENV} is set" if forced else "the C accelerator is not built (python hatch_build.py)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}: CI runs the accelerator's tests")
-        pytest.skip(reason)
+        unavailable(reason)
 
 
 def test_the_collector_path_is_the_accelerator() -> None:

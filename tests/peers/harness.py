@@ -48,10 +48,6 @@ class PeerFailed(RuntimeError):
     """A peer did not start, did not become ready, or a run failed; the message quotes its log."""
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI") == "true"
-
-
 def require(*binaries: str) -> dict[str, str]:
     """Paths of the binaries, or :class:`PeerMissing` naming the packages to install."""
     found = {b: shutil.which(b) for b in binaries}

@@ -12,7 +12,6 @@ Outside CI the tests skip when the extension is not built; with ``CI=true`` they
 
 from __future__ import annotations
 
-import os
 import zoneinfo
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,6 +29,7 @@ from callscope.store.client import Store
 from processors.call_legs.app import leg_rows
 from processors.call_legs.correlator import LegCorrelator
 from schemas.tables import COLUMNS, row_for
+from tests.ci import unavailable
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -37,10 +37,7 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 @pytest.fixture(autouse=True, scope="module")
 def _native() -> None:
     if arrow.native is None:
-        reason = "the C row converter is not built (python hatch_build.py)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}: CI runs the converter's tests")
-        pytest.skip(reason)
+        unavailable("the C row converter is not built (python hatch_build.py)")
 
 
 def same(schema: Any, data: Any, column_oriented: bool = False) -> Any:
