@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from collectors.ami.config import AmiConfig
@@ -232,7 +234,25 @@ class ApiConfig(_Frozen):
         return self
 
 
+#: Every processor, in the order a process starts them (``processors.enabled`` names a subset).
+PROCESSOR_NAMES = (
+    "events",
+    "call_legs",
+    "registrations",
+    "asterisk_calls",
+    "media_quality",
+    "health",
+    "queue_sessions",
+)
+
+
 class ProcessorConfig(_Frozen):
+    enabled: tuple[str, ...] = Field(
+        default=PROCESSOR_NAMES,
+        description="The processors this process runs (default: all). Each has its own consumer group, so"
+        " processes running different ones share the work of one bus; a table whose processor runs nowhere"
+        " stays empty.",
+    )
     group_prefix: str = Field(default="callscope", pattern=r"^[A-Za-z0-9_.-]+$")
     poll_max_records: int = Field(default=5000, ge=1)
     poll_timeout_ms: int = Field(default=200, ge=1)
@@ -241,6 +261,18 @@ class ProcessorConfig(_Frozen):
     asterisk_calls: AsteriskCallsConfig = AsteriskCallsConfig()
     health: HealthConfig = HealthConfig()
     queue_sessions: QueueSessionsConfig = QueueSessionsConfig()
+
+    @field_validator("enabled")
+    @classmethod
+    def _known(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if not names:
+            raise ValueError("name at least one processor (a process with none: --role collector or --role api)")
+        unknown = [n for n in names if n not in PROCESSOR_NAMES]
+        if unknown:
+            raise ValueError(f"unknown processor {unknown[0]!r} (known: {', '.join(PROCESSOR_NAMES)})")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{next(n for n in names if names.count(n) > 1)!r} is named twice")
+        return names
 
 
 class CollectorsConfig(_Frozen):
@@ -271,6 +303,20 @@ class MemoryConfig(_Frozen):
 class LogConfig(_Frozen):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
+
+
+#: The command line's options while :func:`load_settings` builds a :class:`Settings` (see :class:`_CommandLine`).
+_COMMAND_LINE: ContextVar[dict[str, Any] | None] = ContextVar("callscope_command_line", default=None)
+
+
+class _CommandLine(PydanticBaseSettingsSource):
+    """The options given on the command line: the first source, so they win over the environment."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # not asked: __call__ gives the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        return _COMMAND_LINE.get() or {}
 
 
 class Settings(BaseSettings):
@@ -305,8 +351,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init_settings carries the YAML document merged with CLI overrides.
-        return (env_settings, init_settings)
+        # init_settings carries the YAML document; the command line's options come before the environment.
+        return (_CommandLine(settings_cls), env_settings, init_settings)
 
     @property
     def role(self) -> Role:
@@ -321,16 +367,6 @@ class Settings(BaseSettings):
         if self.store.dsn:
             return self.store
         return self.store.model_copy(update={"dsn": f"chdb://{(self.data_dir / 'chdb').resolve()}"})
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -354,8 +390,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def load_settings(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     """Load and validate the configuration; raise :class:`ConfigError` naming every bad option."""
     doc: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
-    if overrides:
-        doc = _deep_merge(doc, overrides)
+    token = _COMMAND_LINE.set(overrides)
     try:
         return Settings(**doc)
     except ValidationError as exc:
@@ -367,6 +402,8 @@ def load_settings(path: Path | str | None = None, overrides: dict[str, Any] | No
                 msg = "unknown option"
             errors.append((loc, msg))
         raise ConfigError(errors) from None
+    finally:
+        _COMMAND_LINE.reset(token)
 
 
 def env_overrides_present() -> list[str]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from callscope.bus.base import Bus
-from callscope.settings import Settings
+from callscope.settings import PROCESSOR_NAMES, Settings
 from callscope.store.client import Store
 from callscope.telemetry import Telemetry
 
@@ -22,7 +23,7 @@ class Processor(Protocol):
 
 
 def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Telemetry) -> list[Processor]:
-    """Every processor this configuration runs, in start order."""
+    """The processors this configuration runs (``processors.enabled``), in start order."""
     from processors.asterisk_calls.app import AsteriskCallsProcessor
     from processors.call_legs.app import CallLegsProcessor
     from processors.call_legs.trunks import trunk_ips
@@ -32,49 +33,26 @@ def build_processors(settings: Settings, bus: Bus, store: Store, telemetry: Tele
     from processors.queue_sessions.app import QueueSessionsProcessor
     from processors.registrations.app import RegistrationsProcessor
 
+    config = settings.processors
     store_config = settings.resolved_store()
-    out: list[Processor] = [
-        EventsProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
-        CallLegsProcessor(
-            settings.processors,
-            store_config,
-            bus,
-            store,
-            telemetry,
-            node=settings.node,
-            legs=settings.processors.call_legs,
-            trunks=trunk_ips(settings.collectors.options),
+    shared = (config, store_config, bus, store, telemetry)
+    node = settings.node
+    builders: dict[str, Callable[[], Processor]] = {
+        "events": lambda: EventsProcessor(*shared, node=node),
+        "call_legs": lambda: CallLegsProcessor(
+            *shared, node=node, legs=config.call_legs, trunks=trunk_ips(settings.collectors.options)
         ),
-        RegistrationsProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
-        AsteriskCallsProcessor(
-            settings.processors,
-            store_config,
-            bus,
-            store,
-            telemetry,
-            node=settings.node,
-            asterisk=settings.processors.asterisk_calls,
-        ),
-        MediaQualityProcessor(settings.processors, store_config, bus, store, telemetry, node=settings.node),
-        HealthProcessor(
-            settings.processors,
-            store_config,
-            bus,
-            store,
-            telemetry,
-            node=settings.node,
-            health=settings.processors.health,
+        "registrations": lambda: RegistrationsProcessor(*shared, node=node),
+        "asterisk_calls": lambda: AsteriskCallsProcessor(*shared, node=node, asterisk=config.asterisk_calls),
+        "media_quality": lambda: MediaQualityProcessor(*shared, node=node),
+        "health": lambda: HealthProcessor(
+            *shared,
+            node=node,
+            health=config.health,
             options=settings.collectors.options,
             topology=settings.topology,
         ),
-        QueueSessionsProcessor(
-            settings.processors,
-            store_config,
-            bus,
-            store,
-            telemetry,
-            node=settings.node,
-            queues=settings.processors.queue_sessions,
-        ),
-    ]
-    return out
+        "queue_sessions": lambda: QueueSessionsProcessor(*shared, node=node, queues=config.queue_sessions),
+    }
+    assert tuple(builders) == PROCESSOR_NAMES, "a processor added here is named in settings.PROCESSOR_NAMES"
+    return [builders[name]() for name in PROCESSOR_NAMES if name in config.enabled]

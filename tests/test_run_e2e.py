@@ -6,6 +6,7 @@ readiness, talks HTTP to it and stops it with SIGTERM.
 
 from __future__ import annotations
 
+import re
 import signal
 import stat
 import subprocess
@@ -248,3 +249,28 @@ def test_replay_to_a_running_instance(running: Running, tmp_path: Path) -> None:
     )
     assert bad.returncode != 0
     assert "401" in bad.stderr
+
+
+def test_processors_enabled_runs_only_those_named(tmp_path: Path) -> None:
+    """``processors.enabled: [events]``: the raw rows are stored, no other processor runs or writes."""
+    run = start(tmp_path / "data", env_extra={"CALLSCOPE_PROCESSORS__ENABLED": '["events"]'})
+    try:
+        docs = [sample_envelope("sip", id=f"sip-{i:04d}", key=f"call-{i}@e2e") for i in range(50)]
+        for i, doc in enumerate(docs):
+            doc["body"]["call_id"] = f"call-{i}@e2e"  # an INVITE each: 50 legs where call_legs runs
+        resp = httpx.post(
+            f"{run.url}/api/v1/ingest",
+            content=ndjson(docs),
+            headers={**run.headers(), "Content-Type": "application/x-ndjson"},
+            timeout=30,
+        )
+        assert resp.json()["accepted"] == 50
+        assert wait_count(run, "sip", 50)["tables"]["sip"]["events"] == 50  # type: ignore[index]
+        metrics = httpx.get(f"{run.url}/metrics").text
+        up = sorted(re.findall(r'callscope_component_up\{component="([a-z_]+)"\} 1\.0', metrics))
+        assert "events" in up
+        assert not {"call_legs", "registrations", "media_quality", "health", "queue_sessions"} & set(up), up
+        groups = set(re.findall(r'callscope_bus_lag_messages\{group="callscope\.([a-z_]+)"', metrics))
+        assert groups == {"events"}, groups  # no other consumer group joined the bus
+    finally:
+        run.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from callscope.settings import load_settings
+from callscope.settings import PROCESSOR_NAMES, load_settings
 from schemas.errors import ConfigError
 from tests.cli_process import CLI
 
@@ -44,6 +44,30 @@ def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert settings.bus.kafka.partitions == 3  # kept from the file
 
 
+def test_processors_enabled_defaults_to_all_and_takes_a_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(None, {"data_dir": str(tmp_path)}).processors.enabled == PROCESSOR_NAMES
+    path = _write(tmp_path, "processors:\n  enabled: [call_legs, events]\n")
+    assert load_settings(path).processors.enabled == ("call_legs", "events")
+    monkeypatch.setenv("CALLSCOPE_PROCESSORS__ENABLED", '["health"]')
+    assert load_settings(path).processors.enabled == ("health",)
+    with pytest.raises(ConfigError, match="unknown processor 'legs' \\(known: events, call_legs,"):
+        load_settings(path, {"processors": {"enabled": ["events", "legs"]}})
+
+
+def test_command_line_wins_over_environment_over_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(
+        tmp_path, "node: from-yaml\ncollectors:\n  hep:\n    listen: 127.0.0.1:1001\n    recv_buffer_bytes: 1048576\n"
+    )
+    monkeypatch.setenv("CALLSCOPE_COLLECTORS__HEP__LISTEN", "127.0.0.1:1002")
+    monkeypatch.setenv("CALLSCOPE_NODE", "from-env")
+    settings = load_settings(path)
+    assert (settings.node, settings.collectors.hep.listen) == ("from-env", "127.0.0.1:1002")
+    settings = load_settings(path, {"node": "from-cli", "collectors": {"hep": {"listen": "127.0.0.1:1003"}}})
+    assert (settings.node, settings.collectors.hep.listen) == ("from-cli", "127.0.0.1:1003")
+    assert settings.collectors.hep.recv_buffer_bytes == 1048576  # the file's other options stay
+    assert load_settings(path).node == "from-env"  # the command line of one load is not the next one's
+
+
 def test_models_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(None, {"data_dir": str(tmp_path)})
     with pytest.raises(ValueError, match="frozen"):
@@ -62,6 +86,9 @@ def test_models_are_frozen(tmp_path: Path) -> None:
         ("topology:\n  nodes:\n    - {name: a, role: pbx}\n", "topology.nodes.0.role"),
         ("topology:\n  nodes:\n    - {name: a, role: sbc}\n    - {name: a, role: logic}\n", "topology.nodes"),
         ("stor:\n  dsn: x\n", "stor"),
+        ("processors:\n  enabled: [events, legs]\n", "processors.enabled"),
+        ("processors:\n  enabled: []\n", "processors.enabled"),
+        ("processors:\n  enabled: [events, events]\n", "processors.enabled"),
     ],
 )
 def test_bad_option_is_named(tmp_path: Path, text: str, path: str) -> None:
