@@ -1,6 +1,6 @@
 """End to end: HEP over UDP into ``callscope run`` (embedded), until stored in sip_messages.
 
-    .venv/bin/python bench/e2e_hep.py [--messages N] [--rate PER_SEC]
+    .venv/bin/python bench/e2e_hep.py [--messages N] [--rate PER_SEC] [--processors events,...]
 
 Starts ``callscope run`` in a subprocess on OS-given ports (API and HEP), starts a sender
 process that blasts N distinct HEP3/SIP packets at a fixed rate, then polls
@@ -16,7 +16,12 @@ growing for 15 s), then confirms the count with ``GET /api/v1/events/stats`` (a 
 - ``send_secs``: how long sending took (the offered rate is N / send_secs);
 - ``cpu_us_per_msg``: CPU time (user + system) of the ``callscope run`` process from the first
   packet sent to the last stored, per stored message: the cost, whatever the machine's load;
-- ``call_legs_rows_per_call``: ``call_legs`` row versions the store acknowledged per call sent.
+- ``call_legs_rows_per_call``: ``call_legs`` row versions the store acknowledged per call sent;
+- ``machine_cpu_busy``: how busy the whole machine's CPUs were over the same window, every process
+  included (the sender too): 1.0 is every core busy all the time (``/proc/stat``);
+- ``processors``: what ran (``--processors``, ``processors.enabled``; default all). With
+  ``--processors events`` the run measures the raw path alone: collector, bus and ``sip_messages``
+  rows, no correlation; the embedded ceiling whatever the correlators cost.
 
 The traffic is complete calls (``bench/hep_traffic.py``: 7 messages each, phases about a
 second apart).
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +109,22 @@ def _stored(url: str, token: str) -> int:
     return int(doc["tables"].get("sip", {}).get("events", 0))
 
 
-def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
-    """One run; returns the figures (see the module docstring)."""
+def run(
+    n: int = 100_000,
+    rate: float = 30_000.0,
+    *,
+    env_extra: dict[str, str] | None = None,
+    processors: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """One run; returns the figures (see the module docstring). ``processors``: run only these (with ``events``)."""
+    env = dict(env_extra or {})
+    if processors:
+        if "events" not in processors:
+            raise ValueError("the run counts the rows the events processor stores: name events among --processors")
+        env["CALLSCOPE_PROCESSORS__ENABLED"] = json.dumps(list(processors))
     with tempfile.TemporaryDirectory(prefix="bench-e2e-hep-") as tmp:
         data_dir = Path(tmp) / "data"
-        proc, url, port = _start(data_dir, env_extra or {})
+        proc, url, port = _start(data_dir, env)
         try:
             token = (data_dir / "api-token").read_text().strip()
             ctx = mp.get_context("spawn")
@@ -117,6 +134,7 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
             ready.wait(300)
             cpu0 = hep_traffic.cpu_secs(proc.pid)
             kernel0 = hep_traffic.udp_rcvbuf_errors()
+            busy0 = busy_at_change = hep_traffic.machine_busy_secs()
             started = time.monotonic()
             go.set()
             stored, last_change, last_value = 0, time.monotonic(), -1
@@ -129,9 +147,12 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
                     stored = _stored(url, token)
                 if stored != last_value:
                     last_value, last_change = stored, time.monotonic()
+                    busy_at_change = hep_traffic.machine_busy_secs()
                 elif time.monotonic() - last_change > STALL_SECS and not sender.is_alive():
                     break
-            elapsed = (last_change if stored < n else time.monotonic()) - started
+            if stored >= n:
+                last_change, busy_at_change = time.monotonic(), hep_traffic.machine_busy_secs()
+            elapsed = last_change - started
             cpu = hep_traffic.cpu_secs(proc.pid) - cpu0
             kernel_drops = hep_traffic.udp_rcvbuf_errors() - kernel0
             leg_rows = _acknowledged(url, token, LEG_ROWS_LINE)
@@ -146,6 +167,10 @@ def run(n: int = 100_000, rate: float = 30_000.0, *, env_extra: dict[str, str] |
                 "collector_rss_mb": round(hep_traffic.peak_rss_mb(proc.pid), 1),
                 "cpu_us_per_msg": round(cpu / max(stored, 1) * 1e6, 1),
                 "call_legs_rows_per_call": round(leg_rows / max(1, -(-n // len(hep_traffic.CALL))), 2),
+                "machine_cpu_busy": round((busy_at_change - busy0) / (elapsed * (os.cpu_count() or 1)), 2)
+                if elapsed > 0
+                else 0.0,
+                "processors": list(processors) if processors else "all",
             }
         finally:
             hep_traffic.stop_process(proc)
@@ -155,8 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=30_000.0, help="packets per second offered")
+    parser.add_argument(
+        "--processors",
+        metavar="NAME,...",
+        help="run only these processors (processors.enabled; events among them): e.g. events for the raw path alone",
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.messages, args.rate), indent=2))
+    processors = [p for p in args.processors.split(",") if p] if args.processors else None
+    try:
+        result = run(args.messages, args.rate, processors=processors)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(json.dumps(result, indent=2))
     return 0
 
 

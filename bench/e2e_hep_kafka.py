@@ -19,8 +19,10 @@ the collector's and the processor's peak RSS (VmHWM) and CPU seconds, the collec
 (VmRSS) and Kafka producer backlog (``callscope_bus_buffered_messages``) at every poll
 (``collector_rss_trace``) and the largest backlog seen, the largest consumer
 lag seen and how long the pipeline needed after the sender finished (``drain_secs``: the
-processor draining its lag when it is the bottleneck). With several ``--rate`` values,
-``full_rate`` names the highest rate every run of which lost nothing, and the collector RSS there.
+processor draining its lag when it is the bottleneck), and how busy the whole machine's CPUs were
+over the run (``machine_cpu_busy``, broker and sender included; 1.0 is every core busy throughout).
+With several ``--rate`` values, ``full_rate`` names the highest rate every run of which lost nothing,
+and the collector RSS there.
 """
 
 from __future__ import annotations
@@ -48,19 +50,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import hep_traffic
 from bench.e2e_hep import HEP_LINE
+from callscope.settings import PROCESSOR_NAMES  # the groups the processor role joins: "<group_prefix>.<name>"
 
 STALL_SECS = 15.0
 POLL_SECS = 0.5
 START_TIMEOUT_SECS = 180.0
-PROCESSOR_NAMES = (
-    "events",
-    "call_legs",
-    "registrations",
-    "asterisk_calls",
-    "media_quality",
-    "health",
-    "queue_sessions",
-)  # the groups processors/registry.py builds: "<group_prefix>.<name>"
 
 
 @dataclass
@@ -233,6 +227,7 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
         rss0 = rss_mb(collector.proc.pid)
         trace: list[tuple[float, float, int]] = []  # (secs since go, collector VmRSS MiB, its bus buffer)
         kernel0 = hep_traffic.udp_rcvbuf_errors()
+        busy0 = busy_at_change = hep_traffic.machine_busy_secs()
         started = time.monotonic()
         go.set()
         stored = published = 0
@@ -250,6 +245,7 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             max_lag = max(max_lag, lag)
             if value != stored:
                 stored, last_change = value, now
+                busy_at_change = hep_traffic.machine_busy_secs()
             trace.append(
                 (
                     round(now - started, 1),
@@ -263,8 +259,9 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             if send_done_at is None and not sender.is_alive():
                 send_done_at = now
                 stored_at_send_end, published_at_send_end = stored, published
-            if processor is None:
+            if processor is None and published != stored:
                 stored, last_change = published, published_change
+                busy_at_change = hep_traffic.machine_busy_secs()
             if send_done_at is not None and now - last_change > STALL_SECS:
                 break
         finished = last_change
@@ -304,6 +301,10 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             "processor_rss_mb": rss.get("processor", 0.0),
             "collector_cpu_secs": cpu["collector"],
             "processor_cpu_secs": cpu.get("processor", 0.0),
+            # the whole machine over the same window, broker and sender included: 1.0 is every core busy throughout
+            "machine_cpu_busy": round((busy_at_change - busy0) / (elapsed * (os.cpu_count() or 1)), 2)
+            if elapsed > 0
+            else 0.0,
             "loadavg_1m": os.getloadavg()[0],
         }
 

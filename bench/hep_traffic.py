@@ -121,6 +121,14 @@ def cpu_secs(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
+def machine_busy_secs() -> float:
+    """CPU seconds the whole machine spent busy so far, every core and process (``/proc/stat``: user, nice,
+    system, irq, softirq, steal; not idle or iowait)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def udp_rcvbuf_errors() -> int:
     """The host's UDP RcvbufErrors counter (datagrams the kernel dropped on a full socket buffer)."""
     lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]

@@ -22,3 +22,4 @@ def test_small_run_through_kafka_stores_every_packet(kafka_bootstrap: str) -> No
     assert result["collector_published"] == 2000
     assert result["collector_rss_mb"] > 0
     assert result["processor_rss_mb"] > 0
+    assert 0 < result["machine_cpu_busy"] <= 1.1  # the whole machine over the run (jiffies round)
