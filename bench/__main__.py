@@ -246,7 +246,10 @@ def b_e2e_embedded(s: dict[str, Any], runs: int, _bootstrap: str | None) -> Resu
     from bench import e2e_hep
 
     n, rate = s["e2e_messages"], s["e2e_embedded_rate"]
-    results = [e2e_hep.run(n, rate) for _ in range(runs)]
+    results, raw = [], []
+    for _ in range(runs):  # alternating: every processor, then the raw path alone (events), in the same minutes
+        results.append(e2e_hep.run(n, rate))
+        raw.append(e2e_hep.run(n, rate, processors=["events"]))
     size = f"{n:,} HEP packets/run offered at {rate:,.0f}/s into `callscope run`"
     rss = [r["collector_rss_mb"] for r in results]
     return {
@@ -256,7 +259,16 @@ def b_e2e_embedded(s: dict[str, Any], runs: int, _bootstrap: str | None) -> Resu
             ),
             "e2e_embedded_lost": loss([r["e2e_embedded_lost"] for r in results], size),
         },
-        "info": {"embedded_process_rss_mb": statistics.median(rss), "e2e_embedded_runs": results},
+        "info": {
+            "embedded_process_rss_mb": statistics.median(rss),
+            # how busy the machine's CPUs were (1.0: both cores throughout): well under 1 while the rate is short
+            # means one interpreter's lock, not the machine, is what limits the embedded process
+            "e2e_embedded_machine_cpu_busy": statistics.median(r["machine_cpu_busy"] for r in results),
+            # the raw path alone (collector, bus, sip_messages; no correlation): the embedded rate's ceiling
+            "e2e_embedded_raw_path_msgs_per_sec": statistics.median(r["e2e_embedded_msgs_per_sec"] for r in raw),
+            "e2e_embedded_runs": results,
+            "e2e_embedded_raw_path_runs": raw,
+        },
     }
 
 
@@ -308,6 +320,8 @@ def b_e2e_kafka(s: dict[str, Any], runs: int, bootstrap: str | None) -> Result:
             "collector_alone_runs": alone_runs,
             "collector_alone_lost_max": alone["lost_max"],
             "e2e_kafka_drain_secs": full["drain_secs"],
+            # the whole machine, broker and sender included (1.0: both cores throughout)
+            "e2e_kafka_machine_cpu_busy": statistics.median(d["machine_cpu_busy"] for d in details),
         },
         "ratios": {
             "e2e_kafka_vs_collector_alone": round(full["e2e_kafka_msgs_per_sec"] / alone["e2e_kafka_msgs_per_sec"], 3)

@@ -1,6 +1,7 @@
 """End to end through real Kafka: HEP over UDP -> ``--role collector`` -> Kafka -> ``--role processor``.
 
     .venv/bin/python -m bench.e2e_hep_kafka [--messages N] [--rate R ...] [--runs K] [--kafka-bootstrap H:P]
+        [--processor-replicas N]
 
 Starts a throw-away broker (``tests/kafka/broker.py``, as ``bench/bus_kafka.py`` does) unless
 ``--kafka-bootstrap`` names one. Per run: ``callscope run --role collector`` (HEP and its
@@ -10,7 +11,10 @@ groups are first committed at the topics' current ends, so a run never reads wha
 run (or anything else on a shared broker) left on the topics. A sender process then blasts
 N distinct HEP3/SIP packets at the offered rate (``bench/hep_traffic.py``, the same traffic
 as ``bench/e2e_hep.py``), and the processor's /metrics is polled until its sink acknowledged
-N ``sip_messages`` rows (or the count stops growing for 15 s after sending ended).
+N ``sip_messages`` rows (or the count stops growing for 15 s after sending ended). With
+``--processor-replicas N``, N processor processes join the same consumer groups and Kafka splits the
+partitions between them, as between a deployment's replicas (each has its own embedded store here:
+their rows and CPU seconds add up).
 
 Per run it reports: messages/s end to end (first packet sent -> last row acknowledged), lost
 (sent - stored) and where they went (kernel UDP receive-buffer drops, the collector's
@@ -104,7 +108,7 @@ def start_role(role: str, data_dir: Path, env: dict[str, str]) -> Role:
     if role == "collector":
         args += ["--hep-listen", "127.0.0.1:0"]
     data_dir.mkdir(parents=True, exist_ok=True)
-    stderr_path = data_dir.parent / f"{role}.stderr"
+    stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     assert proc.stdout is not None
@@ -174,8 +178,11 @@ def commit_at_end(bootstrap: str, group_prefix: str) -> None:
 
 
 @contextmanager
-def pipeline(tmp: Path, bootstrap: str, *, processor: bool = True) -> Iterator[tuple[Role, Role | None, str]]:
-    """A collector and (unless not ``processor``) a processor on ``bootstrap``, on a group prefix of their own."""
+def pipeline(tmp: Path, bootstrap: str, *, processors: int = 1) -> Iterator[tuple[Role, list[Role], str]]:
+    """A collector and ``processors`` processor replicas (0: none) on ``bootstrap``, on a group prefix of their own.
+
+    Replicas join the same consumer groups, so Kafka splits each topic's partitions between them, as it does
+    for a deployment's replicas; each has an embedded store of its own (the rows they store add up)."""
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     env = dict(
         os.environ,
@@ -191,30 +198,34 @@ def pipeline(tmp: Path, bootstrap: str, *, processor: bool = True) -> Iterator[t
     roles: list[Role] = []
     try:
         roles.append(start_role("collector", tmp / "collector", env))
-        if processor:
-            roles.append(start_role("processor", tmp / "processor", env))
-        yield roles[0], roles[1] if processor else None, prefix
+        for i in range(processors):
+            name = "processor" if i == 0 else f"processor{i + 1}"
+            roles.append(start_role("processor", tmp / name, env))
+            roles[-1].name = name
+        yield roles[0], roles[1:], prefix
     finally:
         for role in reversed(roles):
             role.stop()
 
 
-def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False) -> dict[str, Any]:
+def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False, replicas: int = 1) -> dict[str, Any]:
     """One run at one offered rate; the figures of the module docstring.
 
     ``collector_only``: no processor; the run ends when the collector published every packet
     (handed to its Kafka producer), so the collector's own ceiling shows without a processor
-    sharing the CPUs.
+    sharing the CPUs. ``replicas``: processor processes otherwise (their rows and CPU seconds add up;
+    the RSS is the largest one's).
     """
     with (
         tempfile.TemporaryDirectory(prefix="bench-e2e-hep-kafka-") as tmp,
-        pipeline(Path(tmp), bootstrap, processor=not collector_only) as (
+        pipeline(Path(tmp), bootstrap, processors=0 if collector_only else replicas) as (
             collector,
-            processor,
+            processors,
             prefix,
         ),
     ):
-        roles = [collector] if processor is None else [collector, processor]
+        roles = [collector, *processors]
+        processor = processors[0] if processors else None
         assert collector.hep_port is not None
         ctx = mp.get_context("spawn")
         ready, go, result = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
@@ -237,12 +248,13 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
         stored_at_send_end = published_at_send_end = 0
         while (stored if processor is not None else published) < n:
             time.sleep(POLL_SECS)
-            pm = processor.metrics() if processor is not None else {}
+            pms = [p.metrics() for p in processors]
             cm = collector.metrics()
             now = time.monotonic()
-            value = int(metric_sum(pm, "callscope_sink_batch_rows_sum", table="sip_messages"))
-            lag = metric_sum(pm, "callscope_bus_lag_messages", group=f"{prefix}.events", topic="callscope.sip")
-            max_lag = max(max_lag, lag)
+            value = int(sum(metric_sum(pm, "callscope_sink_batch_rows_sum", table="sip_messages") for pm in pms))
+            for pm in pms:  # each replica measures the whole group's lag
+                lag = metric_sum(pm, "callscope_bus_lag_messages", group=f"{prefix}.events", topic="callscope.sip")
+                max_lag = max(max_lag, lag)
             if value != stored:
                 stored, last_change = value, now
                 busy_at_change = hep_traffic.machine_busy_secs()
@@ -269,7 +281,7 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             stored_at_send_end, published_at_send_end = stored, published
         sender.join(60)
         cm = collector.metrics()
-        pm = processor.metrics() if processor is not None else {}
+        pms = [p.metrics() for p in processors]
         kernel_drops = hep_traffic.udp_rcvbuf_errors() - kernel0
         cpu = {r.name: round(hep_traffic.cpu_secs(r.proc.pid) - cpu0[r.name], 1) for r in roles}
         rss = {r.name: round(hep_traffic.peak_rss_mb(r.proc.pid), 1) for r in roles}
@@ -292,15 +304,22 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
             "stored_at_send_end": stored_at_send_end,
             "drain_secs": round(finished - send_done_at, 2) if send_done_at is not None else None,
             "max_sip_lag": int(max_lag),
-            "call_legs_rows_written": int(metric_sum(pm, "callscope_sink_batch_rows_sum", table="call_legs")),
+            "call_legs_rows_written": int(
+                sum(metric_sum(pm, "callscope_sink_batch_rows_sum", table="call_legs") for pm in pms)
+            ),
             "collector_rss_mb": rss["collector"],
             "collector_rss_at_go_mb": round(rss0, 1),
             "collector_max_buffered": max((b for _, _, b in trace), default=0),
             # collector VmRSS and producer backlog (callscope_bus_buffered_messages) at each 0.5 s poll
             "collector_rss_trace": trace,
-            "processor_rss_mb": rss.get("processor", 0.0),
+            "processor_rss_mb": max((rss[p.name] for p in processors), default=0.0),
             "collector_cpu_secs": cpu["collector"],
-            "processor_cpu_secs": cpu.get("processor", 0.0),
+            "processor_cpu_secs": round(sum(cpu[p.name] for p in processors), 1),
+            "processor_replicas": len(processors),
+            # sip_messages rows each replica stored (their partitions' share)
+            "processor_rows": [
+                int(metric_sum(pm, "callscope_sink_batch_rows_sum", table="sip_messages")) for pm in pms
+            ],
             # the whole machine over the same window, broker and sender included: 1.0 is every core busy throughout
             "machine_cpu_busy": round((busy_at_change - busy0) / (elapsed * (os.cpu_count() or 1)), 2)
             if elapsed > 0
@@ -331,9 +350,13 @@ def _summary(rate: float, runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def bench(bootstrap: str, n: int, rates: list[float], runs: int, *, collector_only: bool = False) -> dict[str, Any]:
+def bench(
+    bootstrap: str, n: int, rates: list[float], runs: int, *, collector_only: bool = False, replicas: int = 1
+) -> dict[str, Any]:
     per_rate = [
-        _summary(rate, [one_run(bootstrap, n, rate, collector_only=collector_only) for _ in range(runs)])
+        _summary(
+            rate, [one_run(bootstrap, n, rate, collector_only=collector_only, replicas=replicas) for _ in range(runs)]
+        )
         for rate in rates
     ]
     clean = [s for s in per_rate if s["lost_max"] == 0]
@@ -351,23 +374,39 @@ def bench(bootstrap: str, n: int, rates: list[float], runs: int, *, collector_on
         },
         "cpus": os.cpu_count(),
         "collector_only": collector_only,
+        "processor_replicas": 0 if collector_only else replicas,
     }
 
 
 def run(
-    n: int, rates: list[float], bootstrap: str | None = None, runs: int = 3, *, collector_only: bool = False
+    n: int,
+    rates: list[float],
+    bootstrap: str | None = None,
+    runs: int = 3,
+    *,
+    collector_only: bool = False,
+    replicas: int = 1,
 ) -> dict[str, Any]:
     """Benchmark; starts a throw-away broker when ``bootstrap`` is None."""
     if bootstrap is not None:
-        return {**bench(bootstrap, n, rates, runs, collector_only=collector_only), "bootstrap": bootstrap}
+        return {
+            **bench(bootstrap, n, rates, runs, collector_only=collector_only, replicas=replicas),
+            "bootstrap": bootstrap,
+        }
     from tests.kafka.broker import KafkaBroker
 
     with KafkaBroker() as broker:
-        return {**bench(broker.bootstrap, n, rates, runs, collector_only=collector_only), "bootstrap": "own broker"}
+        result = bench(broker.bootstrap, n, rates, runs, collector_only=collector_only, replicas=replicas)
+        return {**result, "bootstrap": "own broker"}
 
 
 def _report(result: dict[str, Any]) -> str:
-    path = "collector -> Kafka (no processor)" if result["collector_only"] else "collector -> Kafka -> processor"
+    replicas = result["processor_replicas"]
+    path = (
+        "collector -> Kafka (no processor)"
+        if result["collector_only"]
+        else f"collector -> Kafka -> processor ({replicas} replica{'s' if replicas > 1 else ''})"
+    )
     lines = [f"e2e HEP -> {path}, {result['messages']} messages per run"]
     for s in result["rates"]:
         lines.append(
@@ -400,10 +439,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--collector-only", action="store_true", help="no processor: measure HEP -> collector -> Kafka alone"
     )
+    parser.add_argument(
+        "--processor-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processor processes in the same consumer groups, splitting the partitions (default 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = parser.parse_args(argv)
+    if args.processor_replicas < 1:
+        parser.error("--processor-replicas must be at least 1 (--collector-only runs none)")
     result = run(
-        args.messages, args.rate or [20_000.0], args.kafka_bootstrap, args.runs, collector_only=args.collector_only
+        args.messages,
+        args.rate or [20_000.0],
+        args.kafka_bootstrap,
+        args.runs,
+        collector_only=args.collector_only,
+        replicas=args.processor_replicas,
     )
     print(json.dumps(result, indent=2) if args.json else _report(result))
     return 0
