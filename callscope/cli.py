@@ -34,7 +34,8 @@ server); an HTTP API and Grafana dashboards show them.
 
 EPILOG = """\
 configuration: one YAML file (--config) plus CALLSCOPE_* environment variables,
-nested with "__" (CALLSCOPE_BUS__KIND=kafka, CALLSCOPE_STORE__DSN=http://...).
+nested with "__" (CALLSCOPE_BUS__KIND=kafka, CALLSCOPE_STORE__DSN=http://...), which
+win over the file; options given here (--node, --data-dir, ...) win over both.
 Run "callscope config check FILE" to validate a file.
 """
 
