@@ -129,6 +129,12 @@ def ndjson(docs: list[dict[str, object]]) -> bytes:
     return b"\n".join(orjson.dumps(d) for d in docs) + b"\n"
 
 
+def ingest(run: Running, body: bytes, timeout: float = 30) -> httpx.Response:
+    """POST ``body`` (NDJSON envelopes) to the running process's ``/api/v1/ingest`` with its token."""
+    headers = {**run.headers(), "Content-Type": "application/x-ndjson"}
+    return httpx.post(f"{run.url}/api/v1/ingest", content=body, headers=headers, timeout=timeout)
+
+
 def wait_count(run: Running, kind: str, expected: int) -> dict[str, object]:
     deadline = time.monotonic() + 30
     while True:

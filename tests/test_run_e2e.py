@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from callscope.settings import PROCESSOR_NAMES
-from tests.cli_process import CLI, Running, ndjson, start, wait_count
+from tests.cli_process import CLI, Running, ingest, ndjson, start, wait_count
 from tests.samples import sample_envelope
 
 pytestmark = pytest.mark.e2e
@@ -62,21 +62,11 @@ def test_ingested_events_are_stored_once_and_survive_a_restart(tmp_path: Path) -
         docs = [sample_envelope("sip", id=f"sip-{i:04d}", key=f"call-{i % 7}@e2e") for i in range(300)]
         bad = [b'{"kind": "sip", "id": "broken"}', b"not json at all"]
         body = ndjson(docs) + b"\n".join(bad) + b"\n"
-        resp = httpx.post(
-            f"{run.url}/api/v1/ingest",
-            content=body,
-            headers={**run.headers(), "Content-Type": "application/x-ndjson"},
-            timeout=30,
-        )
+        resp = ingest(run, body)
         assert resp.status_code == 200, resp.text
         assert resp.json() == {"accepted": 300, "deadlettered": 2, "lines": 302}
         # The same 300 again: a replay must not duplicate anything.
-        resp = httpx.post(
-            f"{run.url}/api/v1/ingest",
-            content=ndjson(docs),
-            headers={**run.headers(), "Content-Type": "application/x-ndjson"},
-            timeout=30,
-        )
+        resp = ingest(run, ndjson(docs))
         assert resp.json()["accepted"] == 300
         stats = wait_count(run, "sip", 300)
         deadline = time.monotonic() + 30
@@ -114,11 +104,7 @@ def test_events_buffered_at_shutdown_are_flushed(tmp_path: Path) -> None:
     run = start(tmp_path / "data", "--config", str(env_config))
     try:
         docs = [sample_envelope("cdr", id=f"cdr-{i}", key=f"17000.{i}") for i in range(50)]
-        resp = httpx.post(
-            f"{run.url}/api/v1/ingest",
-            content=ndjson(docs),
-            headers={**run.headers(), "Content-Type": "application/x-ndjson"},
-        )
+        resp = ingest(run, ndjson(docs))
         assert resp.json()["accepted"] == 50
         assert run.stop() == 0
     finally:
@@ -259,12 +245,7 @@ def test_processors_enabled_runs_only_those_named(tmp_path: Path) -> None:
         docs = [sample_envelope("sip", id=f"sip-{i:04d}", key=f"call-{i}@e2e") for i in range(50)]
         for i, doc in enumerate(docs):
             doc["body"]["call_id"] = f"call-{i}@e2e"  # an INVITE each: 50 legs where call_legs runs
-        resp = httpx.post(
-            f"{run.url}/api/v1/ingest",
-            content=ndjson(docs),
-            headers={**run.headers(), "Content-Type": "application/x-ndjson"},
-            timeout=30,
-        )
+        resp = ingest(run, ndjson(docs))
         assert resp.json()["accepted"] == 50
         assert wait_count(run, "sip", 50)["tables"]["sip"]["events"] == 50  # type: ignore[index]
         metrics = httpx.get(f"{run.url}/metrics").text

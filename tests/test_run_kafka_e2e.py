@@ -19,7 +19,7 @@ from callscope.bus.kafka import KafkaBus
 from callscope.settings import KafkaConfig
 from callscope.telemetry import Telemetry
 from schemas.topics import ALL_TOPICS
-from tests.cli_process import CLI, ndjson, start, wait_count
+from tests.cli_process import CLI, ingest, ndjson, start, wait_count
 from tests.samples import sample_envelope
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -44,10 +44,9 @@ def test_pipeline_on_kafka_stores_every_event_once(kafka_bootstrap: str, tmp_pat
         assert ready.status_code == 200, ready.text
         marker = uuid.uuid4().hex[:8]
         docs = [sample_envelope("sip", id=f"k-{marker}-{i}", key=f"call-{marker}-{i % 11}") for i in range(500)]
-        headers = {**run.headers(), "Content-Type": "application/x-ndjson"}
-        first = httpx.post(f"{run.url}/api/v1/ingest", content=ndjson(docs), headers=headers, timeout=60)
+        first = ingest(run, ndjson(docs), timeout=60)
         assert first.json()["accepted"] == 500
-        again = httpx.post(f"{run.url}/api/v1/ingest", content=ndjson(docs[:100]), headers=headers, timeout=60)
+        again = ingest(run, ndjson(docs[:100]), timeout=60)
         assert again.json()["accepted"] == 100
         deadline = time.monotonic() + 60
         while True:
@@ -174,12 +173,7 @@ def test_roles_split_across_processes_on_kafka(kafka_bootstrap: str, tmp_path: P
         api = start(tmp_path / "api", "--role", "api", env_extra=env_extra)
         marker = uuid.uuid4().hex[:8]
         docs = [sample_envelope("queue_log", id=f"q-{marker}-{i}", key=f"1700.{i}") for i in range(200)]
-        resp = httpx.post(
-            f"{api.url}/api/v1/ingest",
-            content=ndjson(docs),
-            headers={**api.headers(), "Content-Type": "application/x-ndjson"},
-            timeout=60,
-        )
+        resp = ingest(api, ndjson(docs), timeout=60)
         assert resp.json()["accepted"] == 200
         # The API process stored nothing itself: it has no processor.
         assert wait_count(api, "queue_log", 1)["tables"]["queue_log"]["events"] == 0  # type: ignore[index]
