@@ -167,9 +167,7 @@ def run(
                 "collector_rss_mb": round(hep_traffic.peak_rss_mb(proc.pid), 1),
                 "cpu_us_per_msg": round(cpu / max(stored, 1) * 1e6, 1),
                 "call_legs_rows_per_call": round(leg_rows / max(1, -(-n // len(hep_traffic.CALL))), 2),
-                "machine_cpu_busy": round((busy_at_change - busy0) / (elapsed * (os.cpu_count() or 1)), 2)
-                if elapsed > 0
-                else 0.0,
+                "machine_cpu_busy": hep_traffic.busy_fraction(busy_at_change - busy0, elapsed),
                 "processors": list(processors) if processors else "all",
             }
         finally:

@@ -321,9 +321,7 @@ def one_run(bootstrap: str, n: int, rate: float, *, collector_only: bool = False
                 int(metric_sum(pm, "callscope_sink_batch_rows_sum", table="sip_messages")) for pm in pms
             ],
             # the whole machine over the same window, broker and sender included: 1.0 is every core busy throughout
-            "machine_cpu_busy": round((busy_at_change - busy0) / (elapsed * (os.cpu_count() or 1)), 2)
-            if elapsed > 0
-            else 0.0,
+            "machine_cpu_busy": hep_traffic.busy_fraction(busy_at_change - busy0, elapsed),
             "loadavg_1m": os.getloadavg()[0],
         }
 

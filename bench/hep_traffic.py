@@ -129,6 +129,11 @@ def machine_busy_secs() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def busy_fraction(busy_secs: float, elapsed_secs: float) -> float:
+    """``machine_busy_secs`` spent over ``elapsed_secs`` as a share of every core's time (1.0: all busy throughout)."""
+    return round(busy_secs / (elapsed_secs * (os.cpu_count() or 1)), 2) if elapsed_secs > 0 else 0.0
+
+
 def udp_rcvbuf_errors() -> int:
     """The host's UDP RcvbufErrors counter (datagrams the kernel dropped on a full socket buffer)."""
     lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
