@@ -31,8 +31,8 @@ async def _raises() -> bool:
     raise ConnectionRefusedError("store refused")
 
 
-async def _readyz(tmp_path: Path, checks: dict[str, ReadyCheck]) -> httpx.Response:
-    ctx = make_context(tmp_path, ready_checks=checks, ready_timeout_secs=0.2)
+async def _readyz(tmp_path: Path, checks: dict[str, ReadyCheck], timeout_secs: float = 0.2) -> httpx.Response:
+    ctx = make_context(tmp_path, ready_checks=checks, ready_timeout_secs=timeout_secs)
     async with client_for(create_app(ctx)) as client:
         return await client.get("/readyz")
 
@@ -66,14 +66,16 @@ async def test_readyz_503_when_a_check_raises(tmp_path: Path) -> None:
 
 async def test_readyz_checks_run_concurrently(tmp_path: Path) -> None:
     async def slow() -> bool:
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.3)
         return True
 
     loop = asyncio.get_running_loop()
     started = loop.time()
-    response = await _readyz(tmp_path, {"a": slow, "b": slow, "c": slow})
-    assert response.status_code == 200
-    assert loop.time() - started < 0.4
+    # A timeout well above one check's 0.3 s (a loaded machine must not turn a slow check into a timeout);
+    # one after the other the three would take 0.9 s.
+    response = await _readyz(tmp_path, {"a": slow, "b": slow, "c": slow}, timeout_secs=2.0)
+    assert response.status_code == 200, response.text
+    assert loop.time() - started < 0.8
 
 
 def _sample(telemetry: Telemetry, name: str, labels: dict[str, str]) -> float | None:
